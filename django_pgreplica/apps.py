@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+from django.db.backends.signals import connection_created
+
+
+def install_wrappers(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """Watch the primary for writes and let replica reads fall back to the primary.
+
+    Runs for every new connection; the wrappers stay on the (per-thread) connection object,
+    so they are added once.
+    """
+    from .conf import get_settings
+    from .consistency import write_detector
+    from .fallback import replica_fallback
+
+    settings = get_settings()
+    if connection.alias == settings.primary:
+        wrapper: Any = write_detector
+    elif connection.alias in settings.replicas:
+        wrapper = replica_fallback
+    else:
+        return
+    if wrapper not in connection.execute_wrappers:
+        connection.execute_wrappers.append(wrapper)
+
+
+class PgReplicaConfig(AppConfig):
+    name = "django_pgreplica"
+    verbose_name = "Replication"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401 - registers the system checks
+
+        connection_created.connect(install_wrappers, dispatch_uid="django_pgreplica.wrappers")
+        try:
+            import celery  # noqa: F401
+        except ImportError:
+            return
+        from . import celery_signals
+
+        celery_signals.connect()

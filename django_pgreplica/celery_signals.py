@@ -1,0 +1,60 @@
+"""Read-your-writes for Celery: a task published after a write carries the writer's token.
+
+The token travels in the message headers (``pgreplica_token``); in the worker each task runs
+in its own routing scope opened with it, so its reads wait for a replica that has replayed
+the write, or go to the primary. Publish after commit (``delay_on_commit`` or
+``transaction.on_commit``) so the task can see the row at all and the token covers it.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextvars import Token
+from typing import Any
+
+from celery import signals
+
+from .conf import get_settings
+from .consistency import begin, current_state, decode_token, encode_token, end, outgoing_token
+
+HEADER = "pgreplica_token"
+
+_scopes: dict[str, Token[Any]] = {}
+_lock = threading.Lock()
+
+
+def add_token_header(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    if headers is None:
+        return
+    token = outgoing_token(current_state())
+    if token is not None:
+        headers[HEADER] = encode_token(token)
+
+
+def open_task_scope(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
+    request = getattr(task, "request", None)
+    if request is None or task_id is None or getattr(request, "is_eager", False):
+        return  # an eager task runs inside its caller and shares its state
+    value = getattr(request, HEADER, None)
+    if value is None and isinstance(getattr(request, "headers", None), dict):
+        value = request.headers.get(HEADER)
+    token = decode_token(value, get_settings().sticky_seconds)
+    _state, var_token = begin(token)
+    with _lock:
+        _scopes[task_id] = var_token
+
+
+def close_task_scope(task_id: str | None = None, **kwargs: Any) -> None:
+    if task_id is None:
+        return
+    with _lock:
+        var_token = _scopes.pop(task_id, None)
+    if var_token is not None:
+        end(var_token)
+
+
+def connect() -> None:
+    uid = "django_pgreplica.celery"
+    signals.before_task_publish.connect(add_token_header, weak=False, dispatch_uid=uid)
+    signals.task_prerun.connect(open_task_scope, weak=False, dispatch_uid=uid)
+    signals.task_postrun.connect(close_task_scope, weak=False, dispatch_uid=uid)

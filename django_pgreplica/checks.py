@@ -1,0 +1,232 @@
+"""System checks: misconfiguration is reported by ``manage.py check``, with ids and hints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from numbers import Real
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+from django.utils.module_loading import import_string
+
+from .conf import DEFAULTS, READ_YOUR_WRITES_MODES, raw_settings
+
+ROUTER_PATH = "django_pgreplica.routers.ReplicaRouter"
+MIDDLEWARE_PATH = "django_pgreplica.middleware.StickyPrimaryMiddleware"
+SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+POSTGRES_ENGINES = ("postgresql", "postgis", "django_prometheus.db.backends.postgresql")
+MAX_CONNECT_TIMEOUT = 10
+
+_POSITIVE = ("STICKY_SECONDS", "HEALTH_CHECK_INTERVAL", "RESET_TIMEOUT")
+_NON_NEGATIVE = ("LAG_WARNING_SECONDS", "LAG_CRITICAL_SECONDS", "LAG_CRITICAL_BYTES")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _replica_aliases(raw: dict[str, Any], primary: Any) -> list[Any]:
+    replicas = raw["REPLICAS"]
+    if replicas is None:
+        return [alias for alias in settings.DATABASES if alias != primary]
+    if isinstance(replicas, str):
+        return [replicas]
+    return list(replicas)
+
+
+@register()
+def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
+    user = getattr(settings, "PGREPLICA", {})
+    if not isinstance(user, dict):
+        return [
+            Error(
+                "PGREPLICA must be a dict.",
+                hint="Set PGREPLICA = {'PRIMARY': 'default', 'REPLICAS': ['replica']}.",
+                id="django_pgreplica.E001",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    unknown = sorted(set(user) - set(DEFAULTS))
+    if unknown:
+        errors.append(
+            Warning(
+                f"PGREPLICA has unknown keys: {', '.join(unknown)}.",
+                hint=f"Known keys: {', '.join(sorted(DEFAULTS))}. Check the spelling.",
+                id="django_pgreplica.W001",
+            )
+        )
+    raw = raw_settings()
+    errors += _check_aliases(raw)
+    errors += _check_values(raw)
+    return errors
+
+
+def _check_aliases(raw: dict[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    databases = settings.DATABASES
+    primary = raw["PRIMARY"]
+    if primary not in databases:
+        errors.append(
+            Error(
+                f"PGREPLICA['PRIMARY'] = {primary!r} is not a DATABASES alias.",
+                hint=f"Use one of: {', '.join(databases)}.",
+                id="django_pgreplica.E002",
+            )
+        )
+    if not isinstance(raw["REPLICAS"], (list, tuple, str, type(None))):
+        errors.append(
+            Error(
+                "PGREPLICA['REPLICAS'] must be a list of DATABASES aliases.",
+                hint="For example ['replica'].",
+                id="django_pgreplica.E003",
+            )
+        )
+        return errors
+    replicas = _replica_aliases(raw, primary)
+    for alias in replicas:
+        if alias == primary:
+            errors.append(
+                Error(
+                    f"Replica alias {alias!r} is also PGREPLICA['PRIMARY'].",
+                    hint="Writes would go to a replica list member; remove it from REPLICAS.",
+                    id="django_pgreplica.E004",
+                )
+            )
+        elif alias not in databases:
+            errors.append(
+                Error(
+                    f"PGREPLICA['REPLICAS'] names {alias!r}, which is not a DATABASES alias.",
+                    hint=f"Add DATABASES[{alias!r}] or remove it from REPLICAS.",
+                    id="django_pgreplica.E003",
+                )
+            )
+        else:
+            errors += _check_replica_alias(alias, databases[alias])
+    if not replicas:
+        errors.append(
+            Warning(
+                "No replica aliases configured: every read goes to the primary.",
+                hint="Add a DATABASES entry for each standby and list it in PGREPLICA['REPLICAS'].",
+                id="django_pgreplica.W006",
+            )
+        )
+    return errors
+
+
+def _check_replica_alias(alias: str, config: dict[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    engine = str(config.get("ENGINE", ""))
+    if not any(engine.endswith(name) for name in POSTGRES_ENGINES):
+        errors.append(
+            Warning(
+                f"Replica alias {alias!r} uses ENGINE {engine!r}, not PostgreSQL.",
+                hint="Use 'django.db.backends.postgresql' (or django-prometheus's wrapper).",
+                id="django_pgreplica.W005",
+            )
+        )
+    timeout = (config.get("OPTIONS") or {}).get("connect_timeout")
+    try:
+        too_long = timeout is None or float(timeout) <= 0 or float(timeout) > MAX_CONNECT_TIMEOUT
+    except (TypeError, ValueError):
+        too_long = True
+    if too_long:
+        errors.append(
+            Warning(
+                f"Replica alias {alias!r} has no short connect_timeout "
+                f"(got {timeout!r}); an unreachable replica can hold a request for 130 s.",
+                hint=f"Set DATABASES[{alias!r}]['OPTIONS']['connect_timeout'] = 2 "
+                f"(seconds, at most {MAX_CONNECT_TIMEOUT}).",
+                id="django_pgreplica.W004",
+            )
+        )
+    return errors
+
+
+def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+
+    def invalid(key: str, expected: str) -> None:
+        errors.append(
+            Error(
+                f"PGREPLICA[{key!r}] = {raw[key]!r} is invalid.",
+                hint=f"Expected {expected}; the default is {DEFAULTS[key]!r}.",
+                id="django_pgreplica.E006",
+            )
+        )
+
+    if raw["READ_YOUR_WRITES"] not in READ_YOUR_WRITES_MODES:
+        invalid("READ_YOUR_WRITES", "one of " + ", ".join(map(repr, READ_YOUR_WRITES_MODES)))
+    for key in _POSITIVE:
+        if not _is_number(raw[key]) or raw[key] <= 0:
+            invalid(key, "a number of seconds > 0")
+    for key in _NON_NEGATIVE:
+        if not _is_number(raw[key]) or raw[key] < 0:
+            invalid(key, "a number >= 0")
+    max_lag = raw["MAX_LAG_SECONDS"]
+    if max_lag is not None and (not _is_number(max_lag) or max_lag < 0):
+        invalid("MAX_LAG_SECONDS", "a number of seconds >= 0, or None for no limit")
+    threshold = raw["FAILURE_THRESHOLD"]
+    if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
+        invalid("FAILURE_THRESHOLD", "an integer >= 1")
+    warn, crit = raw["LAG_WARNING_SECONDS"], raw["LAG_CRITICAL_SECONDS"]
+    if _is_number(warn) and _is_number(crit) and warn > crit:
+        errors.append(
+            Warning(
+                "PGREPLICA['LAG_WARNING_SECONDS'] is above LAG_CRITICAL_SECONDS.",
+                hint="A warning threshold should come before the critical one.",
+                id="django_pgreplica.W007",
+            )
+        )
+    return errors
+
+
+@register()
+def check_router_and_middleware(
+    app_configs: Sequence[Any] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    if not any(_is_router(entry) for entry in getattr(settings, "DATABASE_ROUTERS", [])):
+        errors.append(
+            Error(
+                "ReplicaRouter is not in DATABASE_ROUTERS: reads never reach a replica.",
+                hint=f"Add {ROUTER_PATH!r} to DATABASE_ROUTERS.",
+                id="django_pgreplica.E005",
+            )
+        )
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE_PATH not in middleware:
+        errors.append(
+            Warning(
+                "StickyPrimaryMiddleware is not in MIDDLEWARE: a client that writes may read "
+                "stale data on its next request.",
+                hint=f"Insert {MIDDLEWARE_PATH!r} at the start of MIDDLEWARE.",
+                id="django_pgreplica.W002",
+            )
+        )
+    elif SESSION_MIDDLEWARE in middleware and middleware.index(
+        SESSION_MIDDLEWARE
+    ) < middleware.index(MIDDLEWARE_PATH):
+        errors.append(
+            Warning(
+                "StickyPrimaryMiddleware comes after SessionMiddleware: the session is saved "
+                "after the token is taken, so users can look logged out under replica lag.",
+                hint="Move StickyPrimaryMiddleware before SessionMiddleware (first is best).",
+                id="django_pgreplica.W003",
+            )
+        )
+    return errors
+
+
+def _is_router(entry: Any) -> bool:
+    from .routers import ReplicaRouter
+
+    if isinstance(entry, str):
+        if entry == ROUTER_PATH:
+            return True
+        try:
+            entry = import_string(entry)
+        except ImportError:
+            return False
+    cls = entry if isinstance(entry, type) else type(entry)
+    return issubclass(cls, ReplicaRouter)

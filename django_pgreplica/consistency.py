@@ -1,0 +1,248 @@
+"""Read-your-writes state: what the current request or task wrote and what the client saw.
+
+State lives in a ContextVar holding a small mutable object. Each request or task gets its
+own object (:func:`scope`); code that runs in a copied context (``sync_to_async``, ASGI
+tasks) shares it, so a write made in a thread-pool helper still pins the request. Outside
+any scope (shell, management commands) an ambient object per context is created on first
+use, and ``reset_state()`` clears it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from contextvars import Token as VarToken
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core import signing
+from django.db import connections
+
+from .conf import get_settings
+from .lsn import format_lsn, parse_lsn
+
+logger = logging.getLogger("django_pgreplica.consistency")
+
+TOKEN_SALT = "django_pgreplica.token"
+
+
+@dataclass(frozen=True)
+class ConsistencyToken:
+    """What a client must see: the primary's WAL position after its write (lsn mode) and
+    when it wrote (both modes). ``lsn`` is None in time mode."""
+
+    written_at: float
+    lsn: int | None = None
+
+    def expired(self, sticky_seconds: float, now: float) -> bool:
+        return now - self.written_at > sticky_seconds
+
+    def newer(self, other: ConsistencyToken | None) -> ConsistencyToken:
+        if other is None:
+            return self
+        if (self.lsn or 0, self.written_at) >= (other.lsn or 0, other.written_at):
+            return self
+        return other
+
+
+def encode_token(token: ConsistencyToken) -> str:
+    """A signed, URL- and cookie-safe string (Django's signing, SECRET_KEY)."""
+    payload = [format_lsn(token.lsn) if token.lsn is not None else "", round(token.written_at, 3)]
+    return signing.dumps(payload, salt=TOKEN_SALT, compress=False)
+
+
+def decode_token(value: str | None, sticky_seconds: float, now: float | None = None) -> (
+    ConsistencyToken | None
+):
+    """The token in ``value``, or None when it is missing, forged, garbled or expired."""
+    if not value:
+        return None
+    try:
+        lsn_text, written_at = signing.loads(value, salt=TOKEN_SALT)
+        token = ConsistencyToken(
+            written_at=float(written_at), lsn=parse_lsn(lsn_text) if lsn_text else None
+        )
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    current = time.time() if now is None else now
+    if token.expired(sticky_seconds, current) or token.written_at > current + 60:
+        return None
+    return token
+
+
+@dataclass
+class RoutingState:
+    """Routing facts of one request/task (or of the ambient context)."""
+
+    token: ConsistencyToken | None = None  # carried in by the client or task headers
+    wrote: bool = False  # this scope wrote to the primary
+    wrote_at: float | None = None
+    forced: int = 0  # depth of use_primary() blocks
+    replica: str | None = None  # replica chosen for this scope
+    token_ok: set[str] = field(default_factory=set)  # replicas known to have replayed token
+    failed: set[str] = field(default_factory=set)  # replicas that failed in this scope
+
+    def mark_write(self) -> None:
+        self.wrote = True
+        self.wrote_at = time.time()
+
+
+_state: ContextVar[RoutingState | None] = ContextVar("django_pgreplica_state", default=None)
+
+
+def current_state() -> RoutingState:
+    state = _state.get()
+    if state is None:
+        state = RoutingState()
+        _state.set(state)
+    return state
+
+
+def begin(token: ConsistencyToken | None = None) -> tuple[RoutingState, VarToken[Any]]:
+    """Start a fresh scope; pass the returned var-token to :func:`end`."""
+    state = RoutingState(token=token)
+    return state, _state.set(state)
+
+
+def end(var_token: VarToken[Any]) -> None:
+    try:
+        _state.reset(var_token)
+    except ValueError:
+        # Reset from another context (a streaming body finished elsewhere): a fresh
+        # scope is set by the next request anyway.
+        _state.set(None)
+
+
+@contextmanager
+def scope(token: ConsistencyToken | None = None) -> Iterator[RoutingState]:
+    """Run a block as one request/task would: its own writes pin only itself."""
+    state, var_token = begin(token)
+    try:
+        yield state
+    finally:
+        end(var_token)
+
+
+def reset_state() -> None:
+    """Forget ambient routing state (tests, long-running scripts between units of work)."""
+    _state.set(None)
+
+
+# Statements that never change data. Anything else seen on the primary counts as a write,
+# so raw SQL, update(), bulk_create() and deletes all pin (db_for_write alone misses them).
+_READ_KEYWORDS = frozenset(
+    {
+        "SELECT", "SHOW", "EXPLAIN", "SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "START",
+        "COMMIT", "END", "SET", "RESET", "VALUES", "FETCH", "DECLARE", "CLOSE", "MOVE",
+        "TABLE", "DISCARD",
+    }
+)  # fmt: skip
+_FIRST_WORD = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(?\s*([A-Za-z]+)", re.DOTALL)
+_DATA_CHANGING = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
+
+
+def is_write_sql(sql: str) -> bool:
+    match = _FIRST_WORD.match(sql)
+    if match is None:
+        return True
+    word = match.group(1).upper()
+    if word == "WITH":  # a CTE may hide an INSERT/UPDATE/DELETE
+        return _DATA_CHANGING.search(sql) is not None
+    return word not in _READ_KEYWORDS
+
+
+def write_detector(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+    """``execute_wrapper`` for the primary: marks the current scope as having written."""
+    if isinstance(sql, str) and is_write_sql(sql):
+        current_state().mark_write()
+    return execute(sql, params, many, context)
+
+
+class use_primary:
+    """Send every read in a block (or decorated function) to the primary.
+
+    Works as ``with use_primary():`` and as ``@use_primary()`` / ``@use_primary`` on sync
+    and async functions. Nesting is fine.
+    """
+
+    def __new__(cls, func: Any = None) -> Any:
+        self = super().__new__(cls)
+        self._entered = []
+        if func is not None and callable(func):
+            return self(func)  # bare @use_primary
+        return self
+
+    _entered: list[RoutingState]
+
+    def __enter__(self) -> None:
+        state = current_state()
+        state.forced += 1
+        self._entered.append(state)
+
+    def __exit__(self, *exc: object) -> None:
+        self._entered.pop().forced -= 1
+
+    def __call__(self, func: Any) -> Any:
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_inner(*args: Any, **kwargs: Any) -> Any:
+                with use_primary():
+                    return await func(*args, **kwargs)
+
+            return async_inner
+
+        @functools.wraps(func)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            with use_primary():
+                return func(*args, **kwargs)
+
+        return inner
+
+
+def current_wal_lsn(primary: str) -> int:
+    """The primary's WAL insert position: every write committed so far lies before it."""
+    conn = connections[primary]
+    conn.ensure_connection()
+    assert conn.connection is not None
+    with conn.connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
+        row = cursor.fetchone()
+    lsn = parse_lsn(row[0] if row else None)
+    if lsn is None:  # pragma: no cover - the primary always has a position
+        raise RuntimeError("pg_current_wal_insert_lsn() returned NULL")
+    return lsn
+
+
+def outgoing_token(state: RoutingState) -> ConsistencyToken | None:
+    """The token to hand on (to the client or a task) after this scope, if any.
+
+    A scope that wrote gets a fresh one; otherwise the token it came with is passed on.
+    In lsn mode an unreachable primary degrades to a time token instead of failing.
+    """
+    settings = get_settings()
+    mode = settings.read_your_writes
+    if mode == "off":
+        return None
+    if not state.wrote:
+        return state.token
+    written_at = state.wrote_at or time.time()
+    if mode == "time":
+        return ConsistencyToken(written_at=written_at)
+    try:
+        lsn = current_wal_lsn(settings.primary)
+    except Exception as exc:
+        logger.warning(
+            "primary %s: could not read WAL position (%s); pinning for %gs instead",
+            settings.primary,
+            exc,
+            settings.sticky_seconds,
+        )
+        return ConsistencyToken(written_at=written_at)
+    return ConsistencyToken(written_at=written_at, lsn=lsn).newer(state.token)

@@ -1,0 +1,68 @@
+"""Serve a read from the primary when its replica fails in the middle of the query.
+
+Installed as an ``execute_wrapper`` on replica connections. When a statement fails with a
+connection-level error (the replica was killed, restarted, or the network dropped), the
+replica is marked failed for this scope and in its circuit breaker, and the same statement
+runs on the primary. The caller's cursor wrapper is pointed at the primary's cursor, so the
+ORM fetches the rows from there without knowing. Reads inside a transaction on the replica
+are not retried: their snapshot cannot be moved to another server.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import InterfaceError, OperationalError, connections
+
+from . import stats
+from .conf import get_settings
+from .consistency import current_state
+from .health import close_quietly, get_health
+
+logger = logging.getLogger("django_pgreplica.fallback")
+
+
+def _connection_lost(alias: str) -> bool:
+    """Did the error leave the replica connection unusable (not e.g. a query cancel)?"""
+    conn = connections[alias]
+    raw = conn.connection
+    return raw is None or bool(getattr(raw, "closed", True)) or getattr(raw, "broken", False)
+
+
+def replica_fallback(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+    try:
+        return execute(sql, params, many, context)
+    except (OperationalError, InterfaceError) as exc:
+        replica = context["connection"]
+        alias: str = replica.alias
+        settings = get_settings()
+        if (
+            alias not in settings.replicas
+            or replica.in_atomic_block
+            or not _connection_lost(alias)
+            or getattr(context["cursor"].cursor, "name", None)  # server-side cursor
+        ):
+            raise
+        get_health(alias).record_failure(exc)
+        state = current_state()
+        state.failed.add(alias)
+        if state.replica == alias:
+            state.replica = None
+        close_quietly(alias)
+        stats.count_fallback(alias)
+        stats.count_read(settings.primary, stats.REASON_FALLBACK)
+        logger.warning("replica %s failed mid-query (%s); retrying on primary", alias, exc)
+
+        primary = connections[settings.primary]
+        primary.ensure_connection()
+        assert primary.connection is not None
+        cursor = primary.connection.cursor()
+        if many:
+            cursor.executemany(sql, params)
+        elif params is None:
+            cursor.execute(sql)
+        else:
+            cursor.execute(sql, params)
+        context["cursor"].cursor = cursor
+        return None

@@ -1,0 +1,112 @@
+"""``StickyPrimaryMiddleware``: read-your-writes across requests.
+
+Each request runs in its own routing scope, opened with the token the client carries
+(cookie, or the ``X-PgReplica-Token`` header for API clients). After a request that wrote,
+the response carries a new token: in lsn mode the primary's WAL position taken after the
+view's transaction committed, in time mode just the write time. Place it first in
+MIDDLEWARE so the token is taken after SessionMiddleware has saved the session.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from contextvars import Token
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.http import HttpRequest, HttpResponseBase
+
+from .conf import Settings, get_settings
+from .consistency import (
+    ConsistencyToken,
+    RoutingState,
+    begin,
+    decode_token,
+    encode_token,
+    end,
+    outgoing_token,
+)
+
+GetResponse = Callable[[HttpRequest], Any]
+
+
+def token_from_request(request: HttpRequest, settings: Settings) -> ConsistencyToken | None:
+    """The newest valid token the client sent; anything forged or expired is ignored."""
+    found: ConsistencyToken | None = None
+    for value in (
+        request.COOKIES.get(settings.cookie_name),
+        request.META.get(settings.header_meta_key),
+    ):
+        token = decode_token(value, settings.sticky_seconds)
+        if token is not None:
+            found = token.newer(found)
+    return found
+
+
+def attach_token(response: HttpResponseBase, state: RoutingState, settings: Settings) -> None:
+    """Give the client its new token after a request that wrote."""
+    if not state.wrote:
+        return
+    token = outgoing_token(state)
+    if token is None:
+        return
+    value = encode_token(token)
+    response.set_cookie(
+        settings.cookie_name,
+        value,
+        max_age=max(1, int(settings.sticky_seconds + 0.999)),
+        secure=settings.cookie_secure,
+        httponly=True,
+        samesite=settings.cookie_samesite,  # type: ignore[arg-type]  # validated by checks
+    )
+    response[settings.header_name] = value
+
+
+class StickyPrimaryMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        settings = get_settings()
+        state, var_token = begin(token_from_request(request, settings))
+        response: HttpResponseBase | None = None
+        try:
+            response = self.get_response(request)
+            attach_token(response, state, settings)
+        finally:
+            _end_after(response, var_token)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        settings = get_settings()
+        state, var_token = begin(token_from_request(request, settings))
+        response: HttpResponseBase | None = None
+        try:
+            get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+            response = await get_response(request)
+            if state.wrote:
+                # the WAL position query is blocking I/O on the primary connection
+                await sync_to_async(attach_token)(response, state, settings)
+        finally:
+            _end_after(response, var_token)
+        return response
+
+
+def _end_after(response: HttpResponseBase | None, var_token: Token[Any]) -> None:
+    """Close the scope now, or when a streaming body has been sent: it reads after we return."""
+    if response is not None and response.streaming:
+        # Django's own hook for work after the body is sent (it closes the response with it).
+        response._resource_closers.append(  # type: ignore[attr-defined]
+            functools.partial(end, var_token)
+        )
+    else:
+        end(var_token)

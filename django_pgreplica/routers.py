@@ -1,0 +1,159 @@
+"""``ReplicaRouter``: writes to PRIMARY, reads to a replica that is healthy and has replayed
+what the client must see, else to PRIMARY.
+
+The router is thin: consistency facts come from :mod:`.consistency`, health from
+:mod:`.health`. Selection policy: a replica is picked at random among the eligible ones
+once per request/task and kept for its remaining reads (one consistent snapshot per
+request). Random choice spreads load evenly across processes without shared state; it is
+only revisited when the chosen replica stops being eligible.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+from django.db import connections
+
+from . import stats
+from .conf import Settings, get_settings
+from .consistency import RoutingState, current_state
+from .health import close_quietly, get_health
+
+logger = logging.getLogger("django_pgreplica.router")
+
+
+def primary_in_atomic(primary: str) -> bool:
+    """Is the primary's connection inside ``atomic()`` (other than a TestCase's own)?"""
+    conn = connections[primary]
+    if not conn.in_atomic_block:
+        return False
+    blocks = getattr(conn, "atomic_blocks", None)
+    if not blocks:
+        return True
+    return any(not getattr(block, "_from_testcase", False) for block in blocks)
+
+
+def _connectable(alias: str, state: RoutingState) -> bool:
+    """Open the replica's connection now, so a dead replica costs a fallback, not an error.
+
+    Django would otherwise connect when the query runs, after the router has answered.
+    """
+    conn = connections[alias]
+    if conn.connection is not None:
+        return True
+    try:
+        conn.ensure_connection()
+    except Exception as exc:
+        get_health(alias).record_failure(exc)
+        close_quietly(alias)
+        state.failed.add(alias)
+        stats.count_fallback(alias)
+        logger.warning("replica %s: connection failed (%s); reading from primary", alias, exc)
+        return False
+    return True
+
+
+def choose_replica(settings: Settings, state: RoutingState, now: float) -> str | None:
+    candidates = [
+        alias
+        for alias in settings.replicas
+        if alias not in state.failed and get_health(alias).usable(now)
+    ]
+    random.shuffle(candidates)
+    for alias in candidates:
+        if _connectable(alias, state):
+            return alias
+    return None
+
+
+def _token_replica(settings: Settings, state: RoutingState, chosen: str) -> str | None:
+    """A replica that has replayed the client's LSN token: the chosen one if it has, else
+    any other eligible one whose cached position suffices, else the chosen one once more
+    after asking it for its current position."""
+    token = state.token
+    assert token is not None and token.lsn is not None
+    if chosen in state.token_ok or get_health(chosen).replayed(token.lsn, refresh=False):
+        state.token_ok.add(chosen)
+        return chosen
+    now = time.monotonic()
+    for alias in settings.replicas:
+        if alias == chosen or alias in state.failed:
+            continue
+        health = get_health(alias)
+        if (
+            health.replayed(token.lsn, refresh=False)
+            and health.usable(now)
+            and _connectable(alias, state)
+        ):
+            state.replica = alias
+            state.token_ok.add(alias)
+            return alias
+    if get_health(chosen).replayed(token.lsn, refresh=True):
+        state.token_ok.add(chosen)
+        return chosen
+    return None
+
+
+def route_read(settings: Settings, state: RoutingState) -> tuple[str, str]:
+    """(alias, reason) for a read in the current scope."""
+    primary = settings.primary
+    if not settings.replicas:
+        return primary, stats.REASON_NO_REPLICA
+    if state.forced:
+        return primary, stats.REASON_FORCED
+    if state.wrote:
+        return primary, stats.REASON_PINNED
+    if primary_in_atomic(primary):
+        return primary, stats.REASON_ATOMIC
+    token = state.token
+    if token is not None and token.lsn is None and settings.read_your_writes != "off":
+        # time mode: the pin lasts STICKY_SECONDS from the write
+        if not token.expired(settings.sticky_seconds, time.time()):
+            return primary, stats.REASON_PINNED
+        state.token = token = None
+
+    now = time.monotonic()
+    replica = state.replica
+    if replica is None or replica in state.failed or not get_health(replica).usable(now):
+        replica = state.replica = choose_replica(settings, state, now)
+        if replica is None:
+            return primary, stats.REASON_NO_REPLICA
+
+    if token is not None and token.lsn is not None and settings.read_your_writes == "lsn":
+        found = _token_replica(settings, state, replica)
+        if found is None:
+            return primary, stats.REASON_TOKEN_WAIT
+        replica = found
+    return replica, stats.REASON_REPLICA
+
+
+class ReplicaRouter:
+    """Database router for one PostgreSQL primary and its streaming replicas."""
+
+    def db_for_read(self, model: Any, **hints: Any) -> str | None:
+        settings = get_settings()
+        alias, reason = route_read(settings, current_state())
+        stats.count_read(alias, reason)
+        return alias
+
+    def db_for_write(self, model: Any, **hints: Any) -> str | None:
+        return get_settings().primary
+
+    def allow_relation(self, obj1: Any, obj2: Any, **hints: Any) -> bool | None:
+        settings = get_settings()
+        cluster = {settings.primary, *settings.replicas}
+        if obj1._state.db in cluster and obj2._state.db in cluster:
+            return True
+        return None
+
+    def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
+        # Replicas receive the schema through WAL; migrating them would fail read-only.
+        settings = get_settings()
+        if db == settings.primary:
+            return True
+        if db in settings.replicas:
+            return False
+        return None

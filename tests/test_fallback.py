@@ -1,0 +1,162 @@
+"""Faults: a dead, stopped, blackholed or promoted replica, and a dead primary.
+
+Every read here must succeed: a replica failure costs a fallback to the primary, never an
+error. The cluster is restored after each test.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from django_pgreplica import stats
+from django_pgreplica.breaker import CircuitState
+from django_pgreplica.consistency import scope
+from django_pgreplica.health import circuit_state, get_health
+from django_pgreplica.routers import ReplicaRouter
+from django_pgreplica.testing import wait_for_replay
+from testproject.shop.models import Product
+
+from .support import BlackholeProxy, pgreplica_settings
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+@pytest.fixture
+def cluster(pgreplica_cluster: Any) -> Iterator[Any]:
+    yield pgreplica_cluster
+    for node in pgreplica_cluster.status():
+        if node.role == "replica" and node.running and not node.in_recovery:
+            pgreplica_cluster.rebuild(node.name)
+        elif not node.running:
+            pgreplica_cluster.start(node.name)
+    pgreplica_cluster.wait_streaming(timeout=30)
+
+
+def read_once() -> str:
+    """One request's worth of reading; returns the alias that served it."""
+    with scope():
+        alias = ReplicaRouter().db_for_read(Product)
+        names = list(Product.objects.values_list("name", flat=True))
+        assert names == ["Lamp"]
+        return alias
+
+
+@pytest.fixture
+def product() -> Product:
+    product = Product.objects.create(name="Lamp", slug="lamp", price=10)
+    wait_for_replay()
+    return product
+
+
+def test_killed_replica_costs_no_failed_read(cluster: Any, product: Product) -> None:
+    with pgreplica_settings(REPLICAS=["replica"], HEALTH_CHECK_INTERVAL=60):
+        assert read_once() == "replica"  # healthy, connection known good
+        fallbacks_before = stats.fallbacks().get("replica", 0)
+        # Hold a connection open across the kill: the next query on it hits a dead socket.
+        with scope() as state:
+            state.replica = "replica"
+            connections["replica"].ensure_connection()
+            killed_at = time.monotonic()
+            cluster.kill("replica1")
+            assert list(Product.objects.values_list("name", flat=True)) == ["Lamp"]
+            first_fallback = time.monotonic() - killed_at
+        for _ in range(10):
+            assert read_once() == "default"
+        assert stats.fallbacks().get("replica", 0) > fallbacks_before
+    assert first_fallback < 1.0, first_fallback
+
+
+def test_stopped_replica_opens_the_circuit_then_returns(cluster: Any, product: Product) -> None:
+    with pgreplica_settings(
+        REPLICAS=["replica"], FAILURE_THRESHOLD=3, RESET_TIMEOUT=1.0, HEALTH_CHECK_INTERVAL=0.05
+    ):
+        assert read_once() == "replica"
+        cluster.stop("replica1")
+        served = []
+        for _ in range(8):
+            served.append(read_once())
+            time.sleep(0.06)
+        assert set(served) == {"default"}
+        assert circuit_state("replica") is CircuitState.OPEN
+        cluster.start("replica1")
+        time.sleep(1.1)
+        assert circuit_state("replica") is CircuitState.HALF_OPEN
+        assert read_once() == "replica"  # the half-open probe succeeded
+        assert circuit_state("replica") is CircuitState.CLOSED
+
+
+def test_other_replica_takes_over_when_one_dies(cluster: Any, product: Product) -> None:
+    cluster.kill("replica2")
+    served = {read_once() for _ in range(30)}
+    assert served <= {"replica", "default"}
+    assert "replica" in served
+
+
+def test_promoted_replica_gets_no_reads(
+    cluster: Any, product: Product, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pgreplica_settings(HEALTH_CHECK_INTERVAL=0.05):
+        cluster.promote("replica2")
+        time.sleep(0.1)
+        served = {read_once() for _ in range(30)}
+        assert served == {"replica"}
+    reason = get_health("replica2").reason()
+    assert reason is not None and reason.startswith("promoted")
+    assert any(r.levelname == "ERROR" and "replica2" in r.getMessage() for r in caplog.records)
+
+
+def test_primary_down_reads_keep_working_from_replicas(cluster: Any, product: Product) -> None:
+    assert read_once() in ("replica", "replica2")
+    cluster.stop("primary")
+    try:
+        connections["default"].close()
+        for _ in range(20):
+            assert read_once() in ("replica", "replica2")
+        assert connections["default"].connection is None  # never even connected
+    finally:
+        cluster.start("primary")
+
+
+@pytest.fixture
+def proxied_replica(settings: Any) -> Iterator[BlackholeProxy]:
+    """Point the ``replica`` alias through a proxy that can be told to drop everything."""
+    config = settings.DATABASES["replica"]
+    proxy = BlackholeProxy(int(config["PORT"]))
+    original = config["PORT"]
+    connections["replica"].close()
+    config["PORT"] = connections["replica"].settings_dict["PORT"] = str(proxy.port)
+    try:
+        yield proxy
+    finally:
+        connections["replica"].close()
+        config["PORT"] = connections["replica"].settings_dict["PORT"] = original
+        proxy.close()
+
+
+def test_blackholed_replica_holds_a_request_no_longer_than_connect_timeout(
+    proxied_replica: BlackholeProxy, product: Product
+) -> None:
+    timeout = float(connections["replica"].settings_dict["OPTIONS"]["connect_timeout"])
+    with pgreplica_settings(REPLICAS=["replica"], HEALTH_CHECK_INTERVAL=0.05):
+        assert read_once() == "replica"
+        connections["replica"].close()
+        with proxied_replica.blackhole():
+            results: list[tuple[str, float]] = []
+
+            def one() -> None:
+                started = time.monotonic()
+                results.append((read_once(), time.monotonic() - started))
+
+            worker = threading.Thread(target=one)
+            worker.start()
+            worker.join(timeout * 3)
+            assert not worker.is_alive(), "request hung past the connect timeout"
+        alias, took = results[0]
+        assert alias == "default"
+        assert took < timeout + 1.0, took

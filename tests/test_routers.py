@@ -1,0 +1,173 @@
+"""ReplicaRouter against a real primary and two streaming replicas."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+from django.db import connections, transaction
+
+from django_pgreplica import stats, use_primary
+from django_pgreplica.breaker import CircuitState
+from django_pgreplica.consistency import scope
+from django_pgreplica.health import circuit_state, get_health
+from django_pgreplica.routers import ReplicaRouter
+from django_pgreplica.testing import replay_paused, wait_for_replay
+from testproject.shop.models import Product
+
+from .support import REPLICA_NODES, pgreplica_settings, served_by
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+REPLICAS = tuple(REPLICA_NODES)
+
+
+def make_product(name: str = "Lamp") -> Product:
+    return Product.objects.create(name=name, slug=name.lower().replace(" ", "-"), price=10)
+
+
+def test_writes_go_to_primary_and_reads_to_a_replica() -> None:
+    router = ReplicaRouter()
+    assert router.db_for_write(Product) == "default"
+    make_product()
+    wait_for_replay()
+    with scope():
+        alias = router.db_for_read(Product)
+        assert alias in REPLICAS
+        assert served_by(alias, Product.objects.all())
+        assert Product.objects.get(slug="lamp").name == "Lamp"
+
+
+def test_a_read_really_comes_from_the_replica() -> None:
+    """With replay paused, a fresh row is invisible: proof the read did not hit the primary."""
+    wait_for_replay()
+    with pgreplica_settings(REPLICAS=["replica"]), replay_paused("replica"):
+        make_product("Hidden")
+        with scope():
+            assert not Product.objects.filter(slug="hidden").exists()
+
+
+def test_the_same_replica_serves_a_whole_request_and_load_is_spread() -> None:
+    router = ReplicaRouter()
+    chosen: Counter[str] = Counter()
+    for _ in range(60):
+        with scope():
+            first = router.db_for_read(Product)
+            assert all(router.db_for_read(Product) == first for _ in range(10))
+            chosen[first] += 1
+    assert set(chosen) == set(REPLICAS)
+    assert min(chosen.values()) >= 10, chosen
+
+
+def test_migrations_only_on_primary_and_relations_within_the_cluster() -> None:
+    router = ReplicaRouter()
+    assert router.allow_migrate("default", "shop") is True
+    assert router.allow_migrate("replica", "shop") is False
+    a, b = Product(name="a"), Product(name="b")
+    a._state.db, b._state.db = "replica", "default"
+    assert router.allow_relation(a, b) is True
+    b._state.db = "elsewhere"
+    assert router.allow_relation(a, b) is None
+
+
+def test_after_a_write_the_rest_of_the_request_reads_the_primary() -> None:
+    with scope():
+        assert ReplicaRouter().db_for_read(Product) in REPLICAS
+        make_product()
+        assert served_by("default", Product.objects.filter(slug="lamp"))
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda: Product.objects.filter(slug="lamp").update(stock=3),
+        lambda: Product.objects.bulk_create([Product(name="B", slug="b", price=1)]),
+        lambda: Product.objects.filter(slug="lamp").delete(),
+        lambda: connections["default"].cursor().execute("UPDATE shop_product SET stock = 9"),
+    ],
+    ids=["update", "bulk_create", "delete", "raw-sql"],
+)
+def test_every_kind_of_write_pins(write: object) -> None:
+    make_product()
+    with scope() as state:
+        write()  # type: ignore[operator]
+        assert state.wrote
+        assert ReplicaRouter().db_for_read(Product) == "default"
+
+
+def test_reads_inside_atomic_on_the_primary_stay_there() -> None:
+    make_product()
+    wait_for_replay()
+    with scope(), transaction.atomic():
+        assert ReplicaRouter().db_for_read(Product) == "default"
+        Product.objects.filter(slug="lamp").update(stock=42)
+        assert Product.objects.get(slug="lamp").stock == 42
+
+
+def test_use_primary_forces_reads_to_the_primary() -> None:
+    with scope():
+        with use_primary():
+            assert ReplicaRouter().db_for_read(Product) == "default"
+        assert ReplicaRouter().db_for_read(Product) in REPLICAS
+
+
+def test_decisions_are_counted_by_reason() -> None:
+    before = stats.reads()
+    with scope():
+        ReplicaRouter().db_for_read(Product)
+        with use_primary():
+            ReplicaRouter().db_for_read(Product)
+    after = stats.reads()
+    key = ("default", stats.REASON_FORCED)
+    assert after.get(key, 0) - before.get(key, 0) == 1
+    replica_reads = sum(v for (db, r), v in after.items() if r == stats.REASON_REPLICA)
+    replica_before = sum(v for (db, r), v in before.items() if r == stats.REASON_REPLICA)
+    assert replica_reads - replica_before == 1
+
+
+def test_a_lagging_replica_gets_no_reads(caplog: pytest.LogCaptureFixture) -> None:
+    wait_for_replay()
+    with pgreplica_settings(MAX_LAG_SECONDS=0.5, HEALTH_CHECK_INTERVAL=0.1):
+        with replay_paused("replica"):
+            make_product("Lag")
+            time.sleep(1.2)
+            for _ in range(20):
+                with scope():
+                    assert ReplicaRouter().db_for_read(Product) == "replica2"
+            reason = get_health("replica").reason()
+            assert reason is not None and reason.startswith("lagging")
+        wait_for_replay()
+        time.sleep(0.2)
+        seen = set()
+        for _ in range(40):
+            with scope():
+                seen.add(ReplicaRouter().db_for_read(Product))
+        assert "replica" in seen
+    assert any("replica replica" in r.getMessage() and "lagging" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_idle_primary_does_not_count_as_lag() -> None:
+    wait_for_replay()
+    time.sleep(1.5)  # nothing written: replay timestamp ages, the replica is not behind
+    health = get_health("replica")
+    health.probe()
+    assert health.last is not None and health.last.lag_seconds == 0.0
+    assert health.reason() is None
+
+
+def test_max_lag_none_means_no_limit() -> None:
+    wait_for_replay()
+    with pgreplica_settings(MAX_LAG_SECONDS=None, REPLICAS=["replica"], HEALTH_CHECK_INTERVAL=0.1):
+        with replay_paused("replica"):
+            make_product("Slow")
+            time.sleep(0.5)
+            with scope():
+                assert ReplicaRouter().db_for_read(Product) == "replica"
+
+
+def test_circuit_state_is_reported_per_replica() -> None:
+    with scope():
+        ReplicaRouter().db_for_read(Product)
+    assert circuit_state("replica") is CircuitState.CLOSED
