@@ -19,13 +19,16 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from contextvars import Token as VarToken
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core import signing
 from django.db import connections
 
 from .conf import get_settings
 from .lsn import format_lsn, parse_lsn
+
+if TYPE_CHECKING:
+    from .health import ReplicaHealth
 
 logger = logging.getLogger("django_pgreplica.consistency")
 
@@ -84,9 +87,14 @@ class RoutingState:
     wrote: bool = False  # this scope wrote to the primary
     wrote_at: float | None = None
     forced: int = 0  # depth of use_primary() blocks
-    replica: str | None = None  # replica chosen for this scope
+    chosen: ReplicaHealth | None = None  # the replica chosen for this scope
     token_ok: set[str] = field(default_factory=set)  # replicas known to have replayed token
     failed: set[str] = field(default_factory=set)  # replicas that failed in this scope
+    primary_connection: tuple[int, Any] | None = None  # (thread id, wrapper): router cache
+
+    @property
+    def replica(self) -> str | None:
+        return None if self.chosen is None else self.chosen.alias
 
     def mark_write(self) -> None:
         self.wrote = True

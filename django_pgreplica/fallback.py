@@ -48,7 +48,7 @@ def replica_fallback(execute: Any, sql: str, params: Any, many: bool, context: A
         state = current_state()
         state.failed.add(alias)
         if state.replica == alias:
-            state.replica = None
+            state.chosen = None
         close_quietly(alias)
         stats.count_fallback(alias)
         stats.count_read(settings.primary, stats.REASON_FALLBACK)

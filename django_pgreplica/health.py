@@ -78,10 +78,13 @@ class ReplicaHealth:
         self.replay_lsn = 0  # highest replay position seen; only ever grows
         self._probe_lock = threading.Lock()
         self._reported: str | None = None
+        self._ok_until = 0.0  # usable without further checks until this monotonic time
 
     # -- decisions -----------------------------------------------------------------------
     def usable(self, now: float) -> bool:
         """May this replica serve a read now? Probes first when a probe is due."""
+        if self._ok_until > now:
+            return True  # the hot path: healthy at the last probe, next probe not due
         state = self.breaker.state(now)
         if state is CircuitState.OPEN:
             return False
@@ -111,6 +114,7 @@ class ReplicaHealth:
     def record_failure(self, error: BaseException | str) -> None:
         now = self.clock()
         message = _one_line(error)
+        self._ok_until = 0.0
         self.last = ProbeResult(ok=False, checked_at=now, error=message)
         if self.breaker.record_failure(now):
             logger.warning(
@@ -130,6 +134,7 @@ class ReplicaHealth:
         if self.breaker.record_success(result.checked_at):
             logger.info("replica %s: circuit closed, serving reads again", self.alias)
         reason = self.reason()
+        self._ok_until = result.checked_at + self.interval if reason is None else 0.0
         if reason != self._reported:
             self._reported = reason
             if reason is None:

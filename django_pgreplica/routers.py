@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from threading import get_ident
 from typing import Any
 
 from django.db import connections
@@ -25,9 +26,8 @@ from .health import close_quietly, get_health
 logger = logging.getLogger("django_pgreplica.router")
 
 
-def primary_in_atomic(primary: str) -> bool:
-    """Is the primary's connection inside ``atomic()`` (other than a TestCase's own)?"""
-    conn = connections[primary]
+def in_user_atomic(conn: Any) -> bool:
+    """Is this connection inside ``atomic()`` (other than a TestCase's own)?"""
     if not conn.in_atomic_block:
         return False
     blocks = getattr(conn, "atomic_blocks", None)
@@ -88,7 +88,7 @@ def _token_replica(settings: Settings, state: RoutingState, chosen: str) -> str 
             and health.usable(now)
             and _connectable(alias, state)
         ):
-            state.replica = alias
+            state.chosen = health
             state.token_ok.add(alias)
             return alias
     if get_health(chosen).replayed(token.lsn, refresh=True):
@@ -106,7 +106,16 @@ def route_read(settings: Settings, state: RoutingState) -> tuple[str, str]:
         return primary, stats.REASON_FORCED
     if state.wrote:
         return primary, stats.REASON_PINNED
-    if primary_in_atomic(primary):
+    # connections[alias] goes through asgiref's Local, the costliest step of a read; a
+    # scope keeps seeing the same connection object on the same thread, so remember it.
+    thread = get_ident()
+    cached = state.primary_connection
+    if cached is not None and cached[0] == thread:
+        conn = cached[1]
+    else:
+        conn = connections[primary]
+        state.primary_connection = (thread, conn)
+    if conn.in_atomic_block and in_user_atomic(conn):
         return primary, stats.REASON_ATOMIC
     token = state.token
     if token is not None and token.lsn is None and settings.read_your_writes != "off":
@@ -116,11 +125,15 @@ def route_read(settings: Settings, state: RoutingState) -> tuple[str, str]:
         state.token = token = None
 
     now = time.monotonic()
-    replica = state.replica
-    if replica is None or replica in state.failed or not get_health(replica).usable(now):
-        replica = state.replica = choose_replica(settings, state, now)
+    chosen = state.chosen
+    if chosen is None or not chosen.usable(now) or chosen.alias in state.failed:
+        replica = choose_replica(settings, state, now)
         if replica is None:
+            state.chosen = None
             return primary, stats.REASON_NO_REPLICA
+        state.chosen = get_health(replica)
+    else:
+        replica = chosen.alias
 
     if token is not None and token.lsn is not None and settings.read_your_writes == "lsn":
         found = _token_replica(settings, state, replica)

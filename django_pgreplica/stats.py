@@ -8,7 +8,7 @@ prometheus_client and works without it installed.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 
 # Why a read went where it did (the ``reason`` label of django_pgreplica_reads_total).
 REASON_REPLICA = "replica"  # a healthy replica that satisfies the client's token
@@ -29,14 +29,24 @@ READ_REASONS = (
     REASON_FALLBACK,
 )
 
+# Each thread counts reads in its own dict (no lock on the hot path); readers sum them.
+_per_thread: list[defaultdict[tuple[str, str], int]] = []
 _lock = threading.Lock()
-_reads: Counter[tuple[str, str]] = Counter()
 _fallbacks: Counter[str] = Counter()
 
 
+class _ThreadCounts(threading.local):
+    def __init__(self) -> None:  # runs once in each thread that counts
+        self.reads: defaultdict[tuple[str, str], int] = defaultdict(int)
+        with _lock:
+            _per_thread.append(self.reads)
+
+
+_local = _ThreadCounts()
+
+
 def count_read(database: str, reason: str) -> None:
-    with _lock:
-        _reads[(database, reason)] += 1
+    _local.reads[database, reason] += 1
 
 
 def count_fallback(replica: str) -> None:
@@ -45,8 +55,11 @@ def count_fallback(replica: str) -> None:
 
 
 def reads() -> dict[tuple[str, str], int]:
+    total: Counter[tuple[str, str]] = Counter()
     with _lock:
-        return dict(_reads)
+        for counts in _per_thread:
+            total.update(dict(counts))  # copy first: the owner thread may be adding keys
+    return dict(total)
 
 
 def fallbacks() -> dict[str, int]:

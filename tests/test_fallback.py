@@ -60,7 +60,7 @@ def test_killed_replica_costs_no_failed_read(cluster: Any, product: Product) -> 
         fallbacks_before = stats.fallbacks().get("replica", 0)
         # Hold a connection open across the kill: the next query on it hits a dead socket.
         with scope() as state:
-            state.replica = "replica"
+            state.chosen = get_health("replica")
             connections["replica"].ensure_connection()
             killed_at = time.monotonic()
             cluster.kill("replica1")
