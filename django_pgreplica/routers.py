@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from threading import get_ident
+from time import monotonic, time
 from typing import Any
 
 from django.db import connections
@@ -22,6 +22,15 @@ from . import stats
 from .conf import Settings, get_settings
 from .consistency import RoutingState, current_state
 from .health import close_quietly, get_health
+from .stats import (
+    REASON_ATOMIC,
+    REASON_FORCED,
+    REASON_NO_REPLICA,
+    REASON_PINNED,
+    REASON_REPLICA,
+    REASON_TOKEN_WAIT,
+    count_read,
+)
 
 logger = logging.getLogger("django_pgreplica.router")
 
@@ -78,7 +87,7 @@ def _token_replica(settings: Settings, state: RoutingState, chosen: str) -> str 
     if chosen in state.token_ok or get_health(chosen).replayed(token.lsn, refresh=False):
         state.token_ok.add(chosen)
         return chosen
-    now = time.monotonic()
+    now = monotonic()
     for alias in settings.replicas:
         if alias == chosen or alias in state.failed:
             continue
@@ -98,14 +107,14 @@ def _token_replica(settings: Settings, state: RoutingState, chosen: str) -> str 
 
 
 def route_read(settings: Settings, state: RoutingState) -> tuple[str, str]:
-    """(alias, reason) for a read in the current scope."""
+    """(alias, reason) for a read in the current scope. This is the hot path."""
     primary = settings.primary
-    if not settings.replicas:
-        return primary, stats.REASON_NO_REPLICA
     if state.forced:
-        return primary, stats.REASON_FORCED
+        return primary, REASON_FORCED
     if state.wrote:
-        return primary, stats.REASON_PINNED
+        return primary, REASON_PINNED
+    if not settings.replicas:
+        return primary, REASON_NO_REPLICA
     # connections[alias] goes through asgiref's Local, the costliest step of a read; a
     # scope keeps seeing the same connection object on the same thread, so remember it.
     thread = get_ident()
@@ -116,40 +125,40 @@ def route_read(settings: Settings, state: RoutingState) -> tuple[str, str]:
         conn = connections[primary]
         state.primary_connection = (thread, conn)
     if conn.in_atomic_block and in_user_atomic(conn):
-        return primary, stats.REASON_ATOMIC
+        return primary, REASON_ATOMIC
     token = state.token
-    if token is not None and token.lsn is None and settings.read_your_writes != "off":
-        # time mode: the pin lasts STICKY_SECONDS from the write
-        if not token.expired(settings.sticky_seconds, time.time()):
-            return primary, stats.REASON_PINNED
-        state.token = token = None
+    if token is not None:
+        mode = settings.read_your_writes
+        if mode == "off" or token.expired(settings.sticky_seconds, time()):
+            state.token = token = None
+        elif mode == "time" or token.lsn is None:
+            return primary, REASON_PINNED  # a time pin: STICKY_SECONDS from the write
 
-    now = time.monotonic()
+    now = monotonic()
     chosen = state.chosen
-    if chosen is None or not chosen.usable(now) or chosen.alias in state.failed:
+    if chosen is not None and (chosen._ok_until > now or chosen.usable(now)):
+        replica = chosen.alias
+    else:
         replica = choose_replica(settings, state, now)
         if replica is None:
             state.chosen = None
-            return primary, stats.REASON_NO_REPLICA
+            return primary, REASON_NO_REPLICA
         state.chosen = get_health(replica)
-    else:
-        replica = chosen.alias
 
-    if token is not None and token.lsn is not None and settings.read_your_writes == "lsn":
+    if token is not None:  # an LSN token in lsn mode
         found = _token_replica(settings, state, replica)
         if found is None:
-            return primary, stats.REASON_TOKEN_WAIT
+            return primary, REASON_TOKEN_WAIT
         replica = found
-    return replica, stats.REASON_REPLICA
+    return replica, REASON_REPLICA
 
 
 class ReplicaRouter:
     """Database router for one PostgreSQL primary and its streaming replicas."""
 
     def db_for_read(self, model: Any, **hints: Any) -> str | None:
-        settings = get_settings()
-        alias, reason = route_read(settings, current_state())
-        stats.count_read(alias, reason)
+        alias, reason = route_read(get_settings(), current_state())
+        count_read(alias, reason)
         return alias
 
     def db_for_write(self, model: Any, **hints: Any) -> str | None:
