@@ -1,0 +1,210 @@
+"""Settings for the demo shop that exercises django-pgreplica.
+
+Everything environment-specific comes from environment variables so the same file serves
+the local cluster (``python -m django_pgreplica.cluster env`` prints the exports), docker
+compose and the test suite. Defaults match ``scripts/demo``: a primary on 127.0.0.1:55432
+and two streaming replicas on 55433/55434.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+# The fallback key is for the demo only; any real deployment sets DJANGO_SECRET_KEY.
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY", "django-insecure-pgreplica-demo-key-do-not-use-in-production"
+)
+# The demo listens on 0.0.0.0, so in DEBUG any Host is accepted (reach it from another box).
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get(
+        "DJANGO_ALLOWED_HOSTS", "*" if DEBUG else "localhost,127.0.0.1,[::1]"
+    ).split(",")
+    if host.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_prometheus",
+    "django_pgreplica",
+    "testproject.shop",
+]
+
+MIDDLEWARE = [
+    # Outermost: its response phase runs after SessionMiddleware saved the session, so the
+    # read-your-writes token it hands out covers that last write too.
+    "django_pgreplica.middleware.StickyPrimaryMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "testproject.urls"
+WSGI_APPLICATION = "testproject.wsgi.application"
+ASGI_APPLICATION = "testproject.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Databases ---------------------------------------------------------------------------
+# "default" is the primary and takes every write. Each host:port in DATABASE_REPLICAS
+# becomes a streaming-replica alias: "replica", then "replica2", "replica3", ...
+#
+# ENGINE: the stock backend. "django_prometheus.db.backends.postgresql" works as well (it
+# adds per-alias query metrics); django-pgreplica supports both. DATABASE_ENGINE switches.
+DB_ENGINE = os.environ.get("DATABASE_ENGINE", "django.db.backends.postgresql")
+DB_HOST = os.environ.get("DATABASE_HOST", "127.0.0.1")
+DB_PORT = os.environ.get("DATABASE_PORT", "55432")
+DB_NAME = os.environ.get("DATABASE_NAME", "pgreplica")
+DB_USER = os.environ.get("DATABASE_USER", "postgres")
+DB_PASSWORD = os.environ.get("DATABASE_PASSWORD", "")
+DB_REPLICAS = [
+    item.strip()
+    for item in os.environ.get("DATABASE_REPLICAS", "127.0.0.1:55433,127.0.0.1:55434").split(",")
+    if item.strip()
+]
+
+
+def replica_alias(index: int) -> str:
+    return "replica" if index == 0 else f"replica{index + 1}"
+
+
+def split_host_port(item: str, default_port: str) -> tuple[str, str]:
+    # rpartition keeps bracketed IPv6 hosts ("[::1]:5433") intact.
+    host, sep, port = item.rpartition(":")
+    if not sep or not port.isdigit():
+        return item, default_port
+    return host.strip("[]"), port
+
+
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": {
+        "ENGINE": DB_ENGINE,
+        "HOST": DB_HOST,
+        "PORT": DB_PORT,
+        "NAME": DB_NAME,
+        "USER": DB_USER,
+        "PASSWORD": DB_PASSWORD,
+        "OPTIONS": {"connect_timeout": 5},
+    },
+}
+for _index, _item in enumerate(DB_REPLICAS):
+    _host, _port = split_host_port(_item, DB_PORT)
+    DATABASES[replica_alias(_index)] = {
+        "ENGINE": DB_ENGINE,
+        "HOST": _host,
+        "PORT": _port,
+        "NAME": DB_NAME,
+        "USER": DB_USER,
+        "PASSWORD": DB_PASSWORD,
+        # psycopg waits up to 130 s for a blackholed host when unset; a short timeout keeps a
+        # dead replica from hanging requests before its circuit opens.
+        "OPTIONS": {"connect_timeout": 2},
+        # A physical standby holds the primary's data: tests must not create a separate test
+        # database on it, only read the primary's (which it replicates).
+        "TEST": {"MIRROR": "default"},
+    }
+
+DATABASE_ROUTERS = ["django_pgreplica.routers.ReplicaRouter"]
+
+PGREPLICA: dict[str, Any] = {
+    "PRIMARY": "default",
+    "REPLICAS": [alias for alias in DATABASES if alias != "default"],
+    "READ_YOUR_WRITES": os.environ.get("PGREPLICA_READ_YOUR_WRITES", "lsn"),
+    "STICKY_SECONDS": 5.0,
+    "MAX_LAG_SECONDS": 30.0,
+    "HEALTH_CHECK_INTERVAL": 1.0,
+    "FAILURE_THRESHOLD": 5,
+    "RESET_TIMEOUT": 60.0,
+    "LAG_WARNING_SECONDS": 5.0,
+    "LAG_CRITICAL_SECONDS": 30.0,
+    "LAG_CRITICAL_BYTES": 100 * 1024 * 1024,
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []  # demo credentials are admin/admin
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".pgreplica" / "static"
+
+LOGIN_URL = "admin:login"
+
+# --- Celery ------------------------------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = TIME_ZONE
+# Tests and one-off scripts can run tasks inline without a broker.
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BEAT_SCHEDULE = {
+    "pgreplica-monitor-replication": {
+        "task": "django_pgreplica.tasks.monitor_replication",
+        "schedule": 60.0,
+    },
+}
+
+# --- Logging -----------------------------------------------------------------------------
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        # Replaces Django's own console logger, which would print every line twice here.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # Routing decisions, circuit transitions and lag alerts.
+        "django_pgreplica": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "testproject": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}

@@ -1,0 +1,45 @@
+"""Test setup: a real PostgreSQL primary with streaming replicas, via the pytest plugin."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+# Starts (or reuses) the test cluster and points every database alias at it.
+pytest_plugins = ["django_pgreplica.testing"]
+
+TEST_QUEUE = "pgreplica-tests"
+
+
+@pytest.fixture(autouse=True)
+def _reset_pgreplica_routing() -> Iterator[None]:
+    """Routing state is per process: a pin, a chosen replica or an open circuit left by one
+    test must not decide where the next test reads from."""
+    from django_pgreplica import consistency, health
+
+    consistency.reset_state()
+    health.registry.reset()
+    yield
+    consistency.reset_state()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_celery_queue() -> Iterator[str]:
+    """Orders placed through the views queue a confirmation task. Send those to a queue
+    nobody consumes and purge it at the end, so a ``scripts/demo`` worker on the same Redis
+    never runs tasks about test-database orders. (Tests that start a worker of their own
+    set their own queue on top of this one.)"""
+    from testproject.celery import app
+
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = TEST_QUEUE
+    yield TEST_QUEUE
+    app.conf.task_default_queue = previous
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1)  # no broker: don't retry forever
+            conn.default_channel.queue_purge(TEST_QUEUE)
+    except Exception as exc:  # no broker, nothing was queued
+        logging.getLogger(__name__).debug("could not purge %s: %s", TEST_QUEUE, exc)
