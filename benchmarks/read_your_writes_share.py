@@ -46,7 +46,9 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     from testproject.shop.models import Product
 
-    Product.objects.get_or_create(slug="bench", defaults={"name": "Bench", "price": 1, "stock": 10**9})
+    Product.objects.get_or_create(
+        slug="bench", defaults={"name": "Bench", "price": 1, "stock": 10**9}
+    )
     cluster.wait_replayed()
 
     def one_run(mode: str) -> tuple[int, int]:
@@ -54,7 +56,8 @@ def main() -> None:
         config = {**settings.PGREPLICA, "READ_YOUR_WRITES": mode, "STICKY_SECONDS": 5.0}
         with override_settings(PGREPLICA=config):
             response = client.post(
-                "/api/orders/", {"product": "bench", "email": "bench@example.com"},
+                "/api/orders/",
+                {"product": "bench", "email": "bench@example.com"},
                 content_type="application/json",
             )
             assert response.status_code == 201, response.content
@@ -67,8 +70,10 @@ def main() -> None:
                 replica += served != settings.PGREPLICA["PRIMARY"]
         return replica, total
 
-    print(f"one write, then a read every {args.interval * 1000:.0f} ms for {args.duration:g} s; "
-          f"{args.runs} runs per mode, replica healthy")
+    print(
+        f"one write, then a read every {args.interval * 1000:.0f} ms for {args.duration:g} s; "
+        f"{args.runs} runs per mode, replica healthy"
+    )
     print(f"{'mode':6} {'reads':>6} {'replica':>8} {'share':>7}")
     for mode in ("lsn", "time"):
         replica = total = 0

@@ -89,8 +89,10 @@ def main() -> None:
 
     import platform
 
-    print(f"python {platform.python_version()}, {platform.machine()}, "
-          f"{args.rounds} rounds x {args.calls} calls, median ns per db_for_read")
+    print(
+        f"python {platform.python_version()}, {platform.machine()}, "
+        f"{args.rounds} rounds x {args.calls} calls, median ns per db_for_read"
+    )
     print(f"{'router':32} {'median':>8} {'min':>8}")
     for name, values in samples.items():
         print(f"{name:32} {statistics.median(values):8.0f} {min(values):8.0f}")

@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
     "COOKIE_SAMESITE": "Lax",
     "METRICS_CACHE_SECONDS": 5.0,
     "SAMPLE_RETENTION_HOURS": 24.0,
+    # alias -> application_name in the primary's pg_stat_replication (monitoring only;
+    # by default matched through the replica's slot, receiver name or address)
+    "REPLICA_APPLICATION_NAMES": {},
 }
 
 

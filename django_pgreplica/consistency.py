@@ -60,9 +60,9 @@ def encode_token(token: ConsistencyToken) -> str:
     return signing.dumps(payload, salt=TOKEN_SALT, compress=False)
 
 
-def decode_token(value: str | None, sticky_seconds: float, now: float | None = None) -> (
-    ConsistencyToken | None
-):
+def decode_token(
+    value: str | None, sticky_seconds: float, now: float | None = None
+) -> ConsistencyToken | None:
     """The token in ``value``, or None when it is missing, forged, garbled or expired."""
     if not value:
         return None

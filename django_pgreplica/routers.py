@@ -139,11 +139,12 @@ def route_read(settings: Settings, state: RoutingState) -> tuple[str, str]:
     if chosen is not None and (chosen._ok_until > now or chosen.usable(now)):
         replica = chosen.alias
     else:
-        replica = choose_replica(settings, state, now)
-        if replica is None:
+        picked = choose_replica(settings, state, now)
+        if picked is None:
             state.chosen = None
             return primary, REASON_NO_REPLICA
-        state.chosen = get_health(replica)
+        state.chosen = get_health(picked)
+        replica = picked
 
     if token is not None:  # an LSN token in lsn mode
         found = _token_replica(settings, state, replica)

@@ -43,9 +43,7 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def worker(
-    redis_url: str, pgreplica_cluster: Any, django_db_setup: None
-) -> Iterator[str]:
+def worker(redis_url: str, pgreplica_cluster: Any, django_db_setup: None) -> Iterator[str]:
     """A real worker on a queue of its own, reading the test database of the test cluster."""
     queue = f"pgreplica-test-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, **pgreplica_cluster.env()}
@@ -90,7 +88,8 @@ def test_task_enqueued_after_a_write_sees_it_while_replay_is_paused(
     email = f"e-{uuid.uuid4().hex[:8]}@example.com"
     with replay_paused("replica"), replay_paused("replica2"):
         response = client.post(
-            "/api/orders/", {"product": "lamp", "email": email},
+            "/api/orders/",
+            {"product": "lamp", "email": email},
             content_type="application/json",
         )
         assert response.status_code == 201
@@ -100,9 +99,7 @@ def test_task_enqueued_after_a_write_sees_it_while_replay_is_paused(
     assert result["database"] == "default"
 
 
-def test_task_without_a_preceding_write_reads_from_a_replica(
-    worker: str, product: Product
-) -> None:
+def test_task_without_a_preceding_write_reads_from_a_replica(worker: str, product: Product) -> None:
     order = Order.objects.create(product=product, email="f@example.com")
     wait_for_replay()
     with scope():  # a fresh request that did not write
@@ -112,9 +109,7 @@ def test_task_without_a_preceding_write_reads_from_a_replica(
     assert result["database"] in ("replica", "replica2")
 
 
-def test_task_without_a_token_really_reads_the_stale_replica(
-    worker: str, product: Product
-) -> None:
+def test_task_without_a_token_really_reads_the_stale_replica(worker: str, product: Product) -> None:
     """The control case: proves the replica lags, so the first test's pass means something."""
     with replay_paused("replica"), replay_paused("replica2"):
         order = Order.objects.create(product=product, email="g@example.com")

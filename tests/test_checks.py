@@ -88,7 +88,7 @@ def test_middleware_missing() -> None:
 
 def test_middleware_inside_session_middleware() -> None:
     rest = [m for m in settings.MIDDLEWARE if m != STICKY]
-    placed = [*rest[:rest.index(SESSION) + 1], STICKY, *rest[rest.index(SESSION) + 1:]]
+    placed = [*rest[: rest.index(SESSION) + 1], STICKY, *rest[rest.index(SESSION) + 1 :]]
     with override_settings(MIDDLEWARE=placed):
         assert "django_pgreplica.W003" in ids()
 

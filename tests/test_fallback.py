@@ -106,8 +106,8 @@ def test_promoted_replica_gets_no_reads(
         time.sleep(0.1)
         served = {read_once() for _ in range(30)}
         assert served == {"replica"}
-    reason = get_health("replica2").reason()
-    assert reason is not None and reason.startswith("promoted")
+        reason = get_health("replica2").reason()
+        assert reason is not None and reason.startswith("promoted")
     assert any(r.levelname == "ERROR" and "replica2" in r.getMessage() for r in caplog.records)
 
 
@@ -151,7 +151,10 @@ def test_blackholed_replica_holds_a_request_no_longer_than_connect_timeout(
 
             def one() -> None:
                 started = time.monotonic()
-                results.append((read_once(), time.monotonic() - started))
+                try:
+                    results.append((read_once(), time.monotonic() - started))
+                finally:
+                    connections.close_all()  # this thread's own connections
 
             worker = threading.Thread(target=one)
             worker.start()

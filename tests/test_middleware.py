@@ -105,7 +105,8 @@ def test_off_mode_sets_no_token(product: Product) -> None:
     client = Client()
     with pgreplica_settings(**ONE_REPLICA, READ_YOUR_WRITES="off"):
         response = client.post(
-            "/api/orders/", {"product": "lamp", "email": "c@example.com"},
+            "/api/orders/",
+            {"product": "lamp", "email": "c@example.com"},
             content_type="application/json",
         )
         assert response.status_code == 201
@@ -135,9 +136,7 @@ def login_then_open_admin(mode: str) -> int:
     wait_for_replay()
     client = Client()
     with pgreplica_settings(**ONE_REPLICA, READ_YOUR_WRITES=mode), replay_paused("replica"):
-        response = client.post(
-            "/admin/login/?next=/admin/", {"username": "boss", "password": "pw"}
-        )
+        response = client.post("/admin/login/?next=/admin/", {"username": "boss", "password": "pw"})
         assert response.status_code == 302
         return client.get("/admin/").status_code
 
@@ -157,7 +156,8 @@ def test_async_view_under_asgi_reads_its_own_writes(product: Product) -> None:
     async def scenario() -> None:
         client = AsyncClient()
         response = await client.post(
-            "/api/orders/", {"product": "lamp", "email": "d@example.com"},
+            "/api/orders/",
+            {"product": "lamp", "email": "d@example.com"},
             content_type="application/json",
         )
         assert response.status_code == 201

@@ -144,8 +144,9 @@ def test_a_lagging_replica_gets_no_reads(caplog: pytest.LogCaptureFixture) -> No
             with scope():
                 seen.add(ReplicaRouter().db_for_read(Product))
         assert "replica" in seen
-    assert any("replica replica" in r.getMessage() and "lagging" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "replica replica" in r.getMessage() and "lagging" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_idle_primary_does_not_count_as_lag() -> None:

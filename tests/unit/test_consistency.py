@@ -70,7 +70,7 @@ def test_newer_prefers_the_higher_position() -> None:
     [
         ('SELECT "shop_product"."id" FROM "shop_product"', False),
         ("  /* comment */ -- another\n select 1", False),
-        ('SELECT ... FOR UPDATE', False),
+        ("SELECT ... FOR UPDATE", False),
         ("SAVEPOINT s1", False),
         ("RELEASE SAVEPOINT s1", False),
         ("ROLLBACK TO SAVEPOINT s1", False),
