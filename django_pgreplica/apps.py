@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from django.apps import AppConfig
@@ -36,10 +37,16 @@ class PgReplicaConfig(AppConfig):
         from . import checks  # noqa: F401 - registers the system checks
 
         connection_created.connect(install_wrappers, dispatch_uid="django_pgreplica.wrappers")
-        try:
-            import celery  # noqa: F401
-        except ImportError:
-            return
-        from . import celery_signals
+        # Optional integrations, each only when its library is installed.
+        if _installed("prometheus_client"):
+            from . import metrics
 
-        celery_signals.connect()
+            metrics.register()
+        if _installed("celery"):
+            from . import celery_signals
+
+            celery_signals.connect()
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
