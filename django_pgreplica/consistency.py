@@ -25,7 +25,7 @@ from django.core import signing
 from django.db import connections
 
 from .conf import get_settings
-from .lsn import format_lsn, parse_lsn
+from .lsn import format_lsn, parse_lsn, record_end_lsn
 
 if TYPE_CHECKING:
     from .health import ReplicaHealth
@@ -214,18 +214,27 @@ class use_primary:
         return inner
 
 
+WAL_POSITION_SQL = """
+SELECT pg_current_wal_insert_lsn()::text,
+       current_setting('wal_block_size')::int,
+       pg_size_bytes(current_setting('wal_segment_size'))
+"""
+
+
 def current_wal_lsn(primary: str) -> int:
-    """The primary's WAL insert position: every write committed so far lies before it."""
+    """The end of the primary's last WAL record: every write committed so far lies before it.
+
+    Taken after commit, so a replica that has replayed up to here shows the writes.
+    """
     conn = connections[primary]
     conn.ensure_connection()
     assert conn.connection is not None
     with conn.connection.cursor() as cursor:
-        cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
+        cursor.execute(WAL_POSITION_SQL)
         row = cursor.fetchone()
-    lsn = parse_lsn(row[0] if row else None)
-    if lsn is None:  # pragma: no cover - the primary always has a position
+    if row is None or row[0] is None:  # pragma: no cover - the primary always has one
         raise RuntimeError("pg_current_wal_insert_lsn() returned NULL")
-    return lsn
+    return record_end_lsn(parse_lsn(row[0]), int(row[1]), int(row[2]))
 
 
 def outgoing_token(state: RoutingState) -> ConsistencyToken | None:

@@ -1,8 +1,21 @@
-"""PostgreSQL WAL positions (``pg_lsn``) as plain integers, so comparing is ``>=``."""
+"""PostgreSQL WAL positions (``pg_lsn``) as plain integers, so comparing is ``>=``.
+
+No Django imports: the cluster tool uses this module too.
+"""
 
 from __future__ import annotations
 
+from typing import overload
 
+# XLOG page header sizes (access/xlog_internal.h): a segment's first page has the long one.
+SHORT_PAGE_HEADER = 24
+LONG_PAGE_HEADER = 40
+
+
+@overload
+def parse_lsn(text: str) -> int: ...
+@overload
+def parse_lsn(text: None) -> None: ...
 def parse_lsn(text: str | None) -> int | None:
     """``'16/B374D848'`` -> ``0x16B374D848``; None stays None (no WAL received yet)."""
     if text is None:
@@ -18,3 +31,18 @@ def format_lsn(value: int) -> str:
     if value < 0:
         raise ValueError("an LSN is never negative")
     return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+def record_end_lsn(lsn: int, wal_block_size: int = 8192, wal_segment_size: int = 16 << 20) -> int:
+    """The end of the last WAL record before the insert position ``lsn``.
+
+    ``pg_current_wal_insert_lsn()`` points past the page header when the last record ended
+    exactly on a page boundary, while a replica's ``pg_last_wal_replay_lsn()`` stops at the
+    boundary: comparing the raw values would wait until the next write on an idle primary.
+    """
+    offset = lsn % wal_block_size
+    if offset == SHORT_PAGE_HEADER and lsn % wal_segment_size != SHORT_PAGE_HEADER:
+        return lsn - SHORT_PAGE_HEADER
+    if offset == LONG_PAGE_HEADER and lsn % wal_segment_size == LONG_PAGE_HEADER:
+        return lsn - LONG_PAGE_HEADER
+    return lsn

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from django_pgreplica.lsn import format_lsn, parse_lsn
+from django_pgreplica.lsn import format_lsn, parse_lsn, record_end_lsn
 
 
 def test_round_trip() -> None:
@@ -21,3 +21,12 @@ def test_order_is_numeric_not_textual() -> None:
 def test_rejects_garbage(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_lsn(bad)
+
+
+def test_record_end_skips_a_page_header_only_at_a_page_boundary() -> None:
+    page, segment = 8192, 16 << 20
+    assert record_end_lsn(3 * page + 24) == 3 * page  # short header mid-segment
+    assert record_end_lsn(segment + 40) == segment  # long header at a segment start
+    assert record_end_lsn(segment + 24) == segment + 24  # inside a long header: a record
+    assert record_end_lsn(3 * page + 100) == 3 * page + 100
+    assert record_end_lsn(3 * page + 24, wal_block_size=page) == 3 * page
