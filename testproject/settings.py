@@ -54,6 +54,8 @@ MIDDLEWARE = [
     "django_pgreplica.middleware.StickyPrimaryMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves static files (admin CSS) under gunicorn too, where DEBUG is off.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -167,6 +169,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+WHITENOISE_USE_FINDERS = True  # no collectstatic step needed for the demo
 STATIC_ROOT = BASE_DIR / ".pgreplica" / "static"
 
 LOGIN_URL = "admin:login"
