@@ -29,7 +29,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from django_pgreplica.cluster import Cluster, ClusterError, parse_lsn, record_end_lsn
+from django_pgreplica.cluster import Cluster, ClusterError
+from django_pgreplica.lsn import parse_lsn, record_end_lsn
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,220 @@
+"""A report as text tables or as a JSON-able dict. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from ..lsn import format_lsn
+from .evaluate import format_bytes
+from .types import AuditFinding, ReplicaReport, Report, SlotReport, StandbyRow
+
+
+def _lsn(value: int | None) -> str | None:
+    return None if value is None else format_lsn(value)
+
+
+def replica_to_dict(item: ReplicaReport) -> dict[str, Any]:
+    return {
+        "alias": item.alias,
+        "status": item.status.name,
+        "reasons": list(item.reasons),
+        "reachable": item.reachable,
+        "healthy": item.healthy,
+        "in_recovery": item.in_recovery,
+        "state": item.state,
+        "sync_state": item.sync_state,
+        "application_name": item.application_name,
+        "client_addr": item.client_addr,
+        "matched_by": item.matched_by,
+        "write_lag_seconds": item.write_lag_seconds,
+        "flush_lag_seconds": item.flush_lag_seconds,
+        "replay_lag_seconds": item.replay_lag_seconds,
+        "lag_seconds": item.lag_seconds,
+        "lag_bytes": item.lag_bytes,
+        "receive_lsn": _lsn(item.receive_lsn),
+        "replay_lsn": _lsn(item.replay_lsn),
+        "replay_paused": item.replay_paused,
+        "receiver_status": item.receiver_status,
+        "slot_name": item.slot_name,
+        "slot_retained_bytes": item.slot_retained_bytes,
+        "circuit_state": item.circuit_state.label,
+        "error": item.error,
+    }
+
+
+def slot_to_dict(item: SlotReport) -> dict[str, Any]:
+    data = asdict(item)
+    data["status"] = item.status.name
+    data["reasons"] = list(item.reasons)
+    return data
+
+
+def standby_to_dict(row: StandbyRow) -> dict[str, Any]:
+    data = asdict(row)
+    for key in ("sent_lsn", "write_lsn", "flush_lsn", "replay_lsn"):
+        data[key] = _lsn(data[key])
+    return data
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    """One JSON document: ``json.dumps(report_to_dict(r))`` always works."""
+    primary = report.primary
+    return {
+        "status": report.status.name,
+        "exit_code": int(report.status),
+        "checked_at": report.checked_at.isoformat(),
+        "primary": {
+            "alias": primary.alias,
+            "reachable": primary.reachable,
+            "error": primary.error,
+            "in_recovery": primary.in_recovery,
+            "current_lsn": _lsn(primary.current_lsn),
+        },
+        "thresholds": asdict(report.thresholds),
+        "replicas": [replica_to_dict(item) for item in report.replicas],
+        "slots": [slot_to_dict(item) for item in report.slots],
+        "unmatched_standbys": [standby_to_dict(row) for row in report.unmatched_standbys],
+        "audit": [asdict(finding) for finding in report.audit],
+        "messages": list(report.messages),
+    }
+
+
+# --- text ----------------------------------------------------------------------------------
+
+
+def format_seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}s" if value < 10 else f"{value:.1f}s"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in [list(headers), *rows]
+    ]
+
+
+def _state(item: ReplicaReport) -> str:
+    if not item.reachable:
+        return "down" if item.state is None else f"down ({item.state})"
+    if item.in_recovery is False:
+        return "promoted"
+    state = item.state or "-"
+    return f"{state}, paused" if item.replay_paused else state
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def replica_lines(replicas: Sequence[ReplicaReport]) -> list[str]:
+    headers = (
+        "REPLICA",
+        "STATUS",
+        "STATE",
+        "SYNC",
+        "WRITE LAG",
+        "FLUSH LAG",
+        "REPLAY LAG",
+        "LAG",
+        "LAG BYTES",
+        "SLOT RETAINED",
+        "CIRCUIT",
+        "HEALTHY",
+    )
+    rows = [
+        [
+            item.alias,
+            item.status.name,
+            _state(item),
+            item.sync_state or "-",
+            format_seconds(item.write_lag_seconds),
+            format_seconds(item.flush_lag_seconds),
+            format_seconds(item.replay_lag_seconds),
+            format_seconds(item.lag_seconds),
+            format_bytes(item.lag_bytes),
+            format_bytes(item.slot_retained_bytes),
+            item.circuit_state.label,
+            _yes(item.healthy),
+        ]
+        for item in replicas
+    ]
+    lines = _table(headers, rows)
+    for item in replicas:
+        lines += [f"  {item.alias}: {reason}" for reason in item.reasons]
+    return lines
+
+
+def slot_lines(slots: Sequence[SlotReport]) -> list[str]:
+    headers = (
+        "SLOT",
+        "TYPE",
+        "ACTIVE",
+        "WAL STATUS",
+        "RETAINED",
+        "SAFE WAL SIZE",
+        "REPLICA",
+        "STATUS",
+    )
+    rows = [
+        [
+            item.slot_name,
+            item.slot_type,
+            _yes(item.active),
+            item.wal_status or "-",
+            format_bytes(item.retained_bytes),
+            format_bytes(item.safe_wal_size),
+            item.replica or "-",
+            item.status.name,
+        ]
+        for item in slots
+    ]
+    lines = _table(headers, rows)
+    for item in slots:
+        lines += [f"  {item.slot_name}: {reason}" for reason in item.reasons]
+    return lines
+
+
+def audit_lines(findings: Sequence[AuditFinding]) -> list[str]:
+    lines = []
+    for item in findings:
+        detail = ""
+        if item.setting and item.actual is not None:
+            detail = f" [{item.setting}: {item.actual}, recommended {item.recommended}]"
+        lines.append(f"  {item.code} {item.node}: {item.message}{detail}")
+    return lines
+
+
+def render_text(report: Report) -> str:
+    primary = report.primary
+    where = f"at {_lsn(primary.current_lsn)}" if primary.current_lsn is not None else ""
+    t = report.thresholds
+    lines = [
+        f"Replication status: {report.status.name}",
+        f"Primary: {primary.alias} "
+        + (where or ("unreachable" if not primary.reachable else "in recovery")),
+        f"Checked: {report.checked_at.isoformat(timespec='seconds')}   "
+        f"thresholds: warning > {t.warning_seconds:g}s, critical > {t.critical_seconds:g}s "
+        f"or > {format_bytes(t.critical_bytes)}",
+    ]
+    lines += [f"! {message}" for message in report.messages]
+    lines += ["", *replica_lines(report.replicas)] if report.replicas else ["", "No replicas."]
+    if report.slots:
+        lines += ["", "Replication slots:", *slot_lines(report.slots)]
+    if report.unmatched_standbys:
+        lines += ["", "Standbys connected to the primary but matched to no replica alias:"]
+        lines += [
+            f"  {row.application_name or '-'} from {row.client_addr or 'local'}: "
+            f"{row.state or '?'}, {format_bytes(row.lag_bytes)} behind"
+            for row in report.unmatched_standbys
+        ]
+        lines.append('  (map them with PGREPLICA["REPLICA_APPLICATION_NAMES"])')
+    if report.audit:
+        count = len(report.audit)
+        lines += ["", f"Configuration audit ({count} warning{'' if count == 1 else 's'}):"]
+        lines += audit_lines(report.audit)
+    return "\n".join(lines)
