@@ -121,3 +121,29 @@ ensure_redis() {
     done
     die "redis-server was started but does not answer on 127.0.0.1:6379"
 }
+
+# Tools some tests drive for real: promtool checks the alert rules, Chromium renders the
+# admin page. Installed from Debian's packages when missing and we may (root + apt-get);
+# otherwise those tests fail with the same install hint.
+ensure_test_tools() {
+    local missing=()
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+    ((${#missing[@]})) || return 0
+    if [[ $EUID -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        say "Missing ${missing[*]}: some tests will fail. Install: apt-get install ${missing[*]}"
+        return 0
+    fi
+    say "Installing ${missing[*]} (Debian packages)"
+    # policy-rc.d 101: install the packages without starting their services.
+    local policy=/usr/sbin/policy-rc.d created=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
+    fi
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null; } \
+        || say "apt-get install ${missing[*]} failed: the tests that need them will fail"
+    ((created)) && rm -f "$policy"
+    return 0
+}

@@ -170,7 +170,6 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 WHITENOISE_USE_FINDERS = True  # no collectstatic step needed for the demo
-STATIC_ROOT = BASE_DIR / ".pgreplica" / "static"
 
 LOGIN_URL = "admin:login"
 
