@@ -93,7 +93,7 @@ class ReplicaHealth:
             if not self.breaker.allow(now):
                 return False
             self.probe()
-        elif self.last is None or now - self.last.checked_at >= self.interval:
+        elif self.last is None or now - self.last.checked_at >= self._recheck_interval():
             self.probe()
         if self.breaker.state(now) is not CircuitState.CLOSED:
             return False
@@ -101,6 +101,14 @@ class ReplicaHealth:
 
     def reason(self) -> str | None:
         return evaluate(self.last, self.max_lag)
+
+    def _recheck_interval(self) -> float:
+        """A lagging replica is probed again sooner: right after an idle spell the first
+        write makes ``now() - last replayed commit`` look like minutes for a few ms."""
+        last = self.last
+        if last is not None and last.ok and last.in_recovery and self.reason() is not None:
+            return self.interval / 4
+        return self.interval
 
     def replayed(self, lsn: int, refresh: bool = True) -> bool:
         """Has this replica replayed past ``lsn``? Asks it once more when the cache says no."""
