@@ -89,6 +89,7 @@ class RoutingState:
     forced: int = 0  # depth of use_primary() blocks
     chosen: ReplicaHealth | None = None  # the replica chosen for this scope
     token_ok: set[str] = field(default_factory=set)  # replicas known to have replayed token
+    token_asked: set[str] = field(default_factory=set)  # replicas asked for their position
     failed: set[str] = field(default_factory=set)  # replicas that failed in this scope
     primary_connection: tuple[int, Any] | None = None  # (thread id, wrapper): router cache
 

@@ -80,8 +80,8 @@ def choose_replica(settings: Settings, state: RoutingState, now: float) -> str |
 
 def _token_replica(settings: Settings, state: RoutingState, chosen: str) -> str | None:
     """A replica that has replayed the client's LSN token: the chosen one if it has, else
-    any other eligible one whose cached position suffices, else the chosen one once more
-    after asking it for its current position."""
+    any other eligible one whose cached position suffices, else the chosen one after asking
+    it for its current position (once per scope: never a query per read)."""
     token = state.token
     assert token is not None and token.lsn is not None
     if chosen in state.token_ok or get_health(chosen).replayed(token.lsn, refresh=False):
@@ -100,7 +100,9 @@ def _token_replica(settings: Settings, state: RoutingState, chosen: str) -> str 
             state.chosen = health
             state.token_ok.add(alias)
             return alias
-    if get_health(chosen).replayed(token.lsn, refresh=True):
+    refresh = chosen not in state.token_asked
+    state.token_asked.add(chosen)
+    if get_health(chosen).replayed(token.lsn, refresh=refresh):
         state.token_ok.add(chosen)
         return chosen
     return None

@@ -172,3 +172,32 @@ def test_circuit_state_is_reported_per_replica() -> None:
     with scope():
         ReplicaRouter().db_for_read(Product)
     assert circuit_state("replica") is CircuitState.CLOSED
+
+
+def test_a_pending_token_costs_at_most_one_position_query_per_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django_pgreplica.consistency import ConsistencyToken, current_wal_lsn
+    from django_pgreplica.health import ReplicaHealth
+
+    asked: list[str] = []
+    original = ReplicaHealth._refresh_replay_lsn
+
+    def counting(self: ReplicaHealth) -> None:
+        asked.append(self.alias)
+        original(self)
+
+    monkeypatch.setattr(ReplicaHealth, "_refresh_replay_lsn", counting)
+    wait_for_replay()
+    with pgreplica_settings(REPLICAS=["replica"], STICKY_SECONDS=60, HEALTH_CHECK_INTERVAL=60):
+        with replay_paused("replica"):
+            make_product("Pending")
+            token = ConsistencyToken(written_at=time.time(), lsn=current_wal_lsn("default"))
+            with scope(token):
+                for _ in range(10):
+                    assert ReplicaRouter().db_for_read(Product) == "default"
+            assert asked == ["replica"]
+        wait_for_replay()
+        with scope(token):  # the next request asks again and finds the write replayed
+            assert ReplicaRouter().db_for_read(Product) == "replica"
+        assert asked == ["replica", "replica"]
