@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--port", type=int, default=59442)
+    parser.add_argument("--port", type=int, default=65442)
     parser.add_argument("--interval", type=float, default=0.05)
     parser.add_argument("--duration", type=float, default=5.0)
     args = parser.parse_args()

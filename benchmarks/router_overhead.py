@@ -58,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--port", type=int, default=59432)
+    parser.add_argument("--port", type=int, default=65432)
     args = parser.parse_args()
 
     from django_pgreplica.cluster import Cluster

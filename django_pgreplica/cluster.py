@@ -77,7 +77,9 @@ __all__ = [
     "record_end_lsn",
 ]
 
-DEFAULT_PORT = 55432
+# Above Linux's ephemeral port range (32768-60999): an outgoing connection can never be
+# holding the port we want to listen on.
+DEFAULT_PORT = 61432
 DEFAULT_DIR = ".pgreplica/cluster"
 DEFAULT_DBNAME = "pgreplica"
 HOST = "127.0.0.1"

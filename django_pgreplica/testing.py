@@ -5,7 +5,7 @@ Opt in from a conftest (``pytest_plugins = ["django_pgreplica.testing"]``) or wi
 
 - ``pgreplica_cluster`` (session): starts or reuses a :class:`~django_pgreplica.cluster.Cluster`
   in ``$PGREPLICA_CLUSTER_DIR`` (default ``<rootdir>/.pgreplica/test``) on base port
-  ``$PGREPLICA_CLUSTER_PORT`` (default 56432), one replica per ``PGREPLICA["REPLICAS"]``
+  ``$PGREPLICA_CLUSTER_PORT`` (default 64432), one replica per ``PGREPLICA["REPLICAS"]``
   alias. It is left running for the next run unless ``PGREPLICA_CLUSTER_KEEP=0``.
 - ``django_db_modify_db_settings`` points the primary and replica aliases at the cluster
   (replicas become ``TEST["MIRROR"]`` of the primary), so any test that uses the database
@@ -46,7 +46,7 @@ __all__ = [
     "wait_for_replay",
 ]
 
-DEFAULT_TEST_PORT = 56432
+DEFAULT_TEST_PORT = 64432
 REPLICA_CONNECT_TIMEOUT = 2
 
 

@@ -2,8 +2,8 @@
 
 Everything environment-specific comes from environment variables so the same file serves
 the local cluster (``python -m django_pgreplica.cluster env`` prints the exports), docker
-compose and the test suite. Defaults match ``scripts/demo``: a primary on 127.0.0.1:55432
-and two streaming replicas on 55433/55434.
+compose and the test suite. Defaults match ``scripts/demo``: a primary on 127.0.0.1:61432
+and two streaming replicas on 61433/61434.
 """
 
 from __future__ import annotations
@@ -92,13 +92,13 @@ TEMPLATES = [
 # adds per-alias query metrics); django-pgreplica supports both. DATABASE_ENGINE switches.
 DB_ENGINE = os.environ.get("DATABASE_ENGINE", "django.db.backends.postgresql")
 DB_HOST = os.environ.get("DATABASE_HOST", "127.0.0.1")
-DB_PORT = os.environ.get("DATABASE_PORT", "55432")
+DB_PORT = os.environ.get("DATABASE_PORT", "61432")
 DB_NAME = os.environ.get("DATABASE_NAME", "pgreplica")
 DB_USER = os.environ.get("DATABASE_USER", "postgres")
 DB_PASSWORD = os.environ.get("DATABASE_PASSWORD", "")
 DB_REPLICAS = [
     item.strip()
-    for item in os.environ.get("DATABASE_REPLICAS", "127.0.0.1:55433,127.0.0.1:55434").split(",")
+    for item in os.environ.get("DATABASE_REPLICAS", "127.0.0.1:61433,127.0.0.1:61434").split(",")
     if item.strip()
 ]
 

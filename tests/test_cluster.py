@@ -1,4 +1,4 @@
-"""The local cluster tool against real PostgreSQL servers (a private cluster, ports 57432+)."""
+"""The local cluster tool against real PostgreSQL servers (a private cluster, ports 64452+)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from django_pgreplica.cluster import (
 from .clusters import start_private
 
 ROOT = Path(__file__).resolve().parents[1]
-FIRST_PORT = 57432  # the first free ports from here (57442+: the plugin tests)
+FIRST_PORT = 64452  # the first free ports from here (64472+: the plugin tests)
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

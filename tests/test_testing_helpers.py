@@ -1,4 +1,4 @@
-"""The pytest plugin, run in inner pytest sessions against a private cluster (ports 57442+).
+"""The pytest plugin, run in inner pytest sessions against a private cluster (ports 64472+).
 
 Each inner session uses a minimal settings module whose aliases point nowhere: only the
 plugin can make its tests pass.
@@ -18,7 +18,7 @@ from django_pgreplica.cluster import Cluster, free_base_port
 
 from .clusters import start_private
 
-FIRST_PORT = 57442  # the first free ports from here: other clusters share this machine
+FIRST_PORT = 64472  # the first free ports from here: other clusters share this machine
 
 SETTINGS = """
 SECRET_KEY = "inner"
