@@ -15,7 +15,15 @@ from typing import Any
 from celery import signals
 
 from .conf import get_settings
-from .consistency import begin, current_state, decode_token, encode_token, end, outgoing_token
+from .consistency import (
+    active_state,
+    begin,
+    current_state,
+    decode_token,
+    encode_token,
+    end,
+    outgoing_token,
+)
 
 HEADER = "pgreplica_token"
 
@@ -33,13 +41,18 @@ def add_token_header(headers: dict[str, Any] | None = None, **kwargs: Any) -> No
 
 def open_task_scope(task_id: str | None = None, task: Any = None, **kwargs: Any) -> None:
     request = getattr(task, "request", None)
-    if request is None or task_id is None or getattr(request, "is_eager", False):
-        return  # an eager task runs inside its caller and shares its state
-    value = getattr(request, HEADER, None)
-    if value is None and isinstance(getattr(request, "headers", None), dict):
-        value = request.headers.get(HEADER)
-    token = decode_token(value, get_settings().sticky_seconds)
-    _state, var_token = begin(token)
+    if request is None or task_id is None:
+        return
+    caller = active_state()
+    if getattr(request, "is_eager", False) and caller is not None:
+        # Runs inline, inside its caller: it sees what the caller wrote or was told to see.
+        state, var_token = begin(caller.token)
+        state.wrote, state.wrote_at = caller.wrote, caller.wrote_at
+    else:
+        value = getattr(request, HEADER, None)
+        if value is None and isinstance(getattr(request, "headers", None), dict):
+            value = request.headers.get(HEADER)
+        _state, var_token = begin(decode_token(value, get_settings().sticky_seconds))
     with _lock:
         _scopes[task_id] = var_token
 

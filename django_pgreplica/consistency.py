@@ -2,9 +2,12 @@
 
 State lives in a ContextVar holding a small mutable object. Each request or task gets its
 own object (:func:`scope`); code that runs in a copied context (``sync_to_async``, ASGI
-tasks) shares it, so a write made in a thread-pool helper still pins the request. Outside
-any scope (shell, management commands) an ambient object per context is created on first
-use, and ``reset_state()`` clears it.
+tasks) shares it, so a write made in a thread-pool helper still pins the request.
+
+Outside any scope (shell, management commands, test bodies) nothing is remembered: a write
+there pins nothing, so a long-running script or a test session is never stuck on the
+primary. Reads inside ``transaction.atomic()`` still go to the primary, and a unit of work
+that must read its own writes can run in ``with scope():`` or ``with use_primary():``.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def decode_token(
 
 @dataclass
 class RoutingState:
-    """Routing facts of one request/task (or of the ambient context)."""
+    """Routing facts of one request or task."""
 
     token: ConsistencyToken | None = None  # carried in by the client or task headers
     wrote: bool = False  # this scope wrote to the primary
@@ -106,11 +109,14 @@ _state: ContextVar[RoutingState | None] = ContextVar("django_pgreplica_state", d
 
 
 def current_state() -> RoutingState:
+    """The current scope's state; outside a scope a throwaway one that remembers nothing."""
     state = _state.get()
-    if state is None:
-        state = RoutingState()
-        _state.set(state)
-    return state
+    return RoutingState() if state is None else state
+
+
+def active_state() -> RoutingState | None:
+    """The current scope's state, or None outside any scope."""
+    return _state.get()
 
 
 def begin(token: ConsistencyToken | None = None) -> tuple[RoutingState, VarToken[Any]]:
@@ -139,7 +145,7 @@ def scope(token: ConsistencyToken | None = None) -> Iterator[RoutingState]:
 
 
 def reset_state() -> None:
-    """Forget ambient routing state (tests, long-running scripts between units of work)."""
+    """Leave any scope this context is in (a safety net for tests)."""
     _state.set(None)
 
 
@@ -168,8 +174,9 @@ def is_write_sql(sql: str) -> bool:
 
 def write_detector(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
     """``execute_wrapper`` for the primary: marks the current scope as having written."""
-    if isinstance(sql, str) and is_write_sql(sql):
-        current_state().mark_write()
+    state = _state.get()
+    if state is not None and isinstance(sql, str) and is_write_sql(sql):
+        state.mark_write()
     return execute(sql, params, many, context)
 
 
@@ -187,15 +194,21 @@ class use_primary:
             return self(func)  # bare @use_primary
         return self
 
-    _entered: list[RoutingState]
+    _entered: list[tuple[RoutingState, VarToken[Any] | None]]
 
     def __enter__(self) -> None:
-        state = current_state()
+        state = _state.get()
+        opened = None
+        if state is None:  # outside any scope: the block becomes one
+            state, opened = begin()
         state.forced += 1
-        self._entered.append(state)
+        self._entered.append((state, opened))
 
     def __exit__(self, *exc: object) -> None:
-        self._entered.pop().forced -= 1
+        state, opened = self._entered.pop()
+        state.forced -= 1
+        if opened is not None:
+            end(opened)
 
     def __call__(self, func: Any) -> Any:
         if inspect.iscoroutinefunction(func):

@@ -201,3 +201,28 @@ def test_a_pending_token_costs_at_most_one_position_query_per_request(
         with scope(token):  # the next request asks again and finds the write replayed
             assert ReplicaRouter().db_for_read(Product) == "replica"
         assert asked == ["replica", "replica"]
+
+
+def test_outside_a_request_a_write_pins_nothing() -> None:
+    """Scripts and test bodies are not requests: no lasting pin, reads keep using replicas."""
+    make_product()
+    assert ReplicaRouter().db_for_read(Product) in REPLICAS
+    with transaction.atomic():  # a unit of work that needs its own writes: atomic()...
+        Product.objects.filter(slug="lamp").update(stock=5)
+        assert ReplicaRouter().db_for_read(Product) == "default"
+    with use_primary():  # ...or use_primary()
+        assert ReplicaRouter().db_for_read(Product) == "default"
+    assert ReplicaRouter().db_for_read(Product) in REPLICAS
+
+
+def test_an_eager_task_reads_what_its_caller_wrote() -> None:
+    from celery import shared_task
+
+    @shared_task
+    def where() -> str:
+        return ReplicaRouter().db_for_read(Product)
+
+    with scope():
+        assert where.apply().get() in REPLICAS
+        make_product()
+        assert where.apply().get() == "default"

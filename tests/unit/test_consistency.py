@@ -122,3 +122,21 @@ def test_use_primary_as_context_manager_and_decorators() -> None:
 
         assert (bare(), called(), asyncio.run(coro())) == (1, 1, 1)
         assert state.forced == 0
+
+
+def test_use_primary_outside_a_scope_opens_one_for_the_block() -> None:
+    from django_pgreplica.consistency import active_state
+
+    assert active_state() is None
+    with use_primary():
+        state = active_state()
+        assert state is not None and state.forced == 1
+    assert active_state() is None
+
+
+def test_writes_outside_a_scope_are_not_remembered() -> None:
+    from django_pgreplica.consistency import active_state, write_detector
+
+    write_detector(lambda *a: None, "UPDATE t SET a = 1", None, False, {})
+    assert active_state() is None
+    assert not current_state().wrote
