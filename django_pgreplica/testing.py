@@ -5,7 +5,7 @@ Opt in from a conftest (``pytest_plugins = ["django_pgreplica.testing"]``) or wi
 
 - ``pgreplica_cluster`` (session): starts or reuses a :class:`~django_pgreplica.cluster.Cluster`
   in ``$PGREPLICA_CLUSTER_DIR`` (default ``<rootdir>/.pgreplica/test``) on base port
-  ``$PGREPLICA_CLUSTER_PORT`` (default 64432), one replica per ``PGREPLICA["REPLICAS"]``
+  ``$PGREPLICA_CLUSTER_PORT`` (default: first free from 64432), one replica per ``REPLICAS``
   alias. It is left running for the next run unless ``PGREPLICA_CLUSTER_KEEP=0``.
 - ``django_db_modify_db_settings`` points the primary and replica aliases at the cluster
   (replicas become ``TEST["MIRROR"]`` of the primary), so any test that uses the database
@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from django_pgreplica.cluster import Cluster, ClusterError
+from django_pgreplica.cluster import Cluster, ClusterError, free_base_port
 from django_pgreplica.lsn import parse_lsn, record_end_lsn
 
 logger = logging.getLogger(__name__)
@@ -158,8 +158,16 @@ def configure_databases(cluster: Cluster) -> None:
 
 def start_test_cluster(rootdir: Path, replicas: int) -> Cluster:
     """Start or reuse the test cluster; ClusterError says what is missing when it can't."""
-    directory = os.environ.get("PGREPLICA_CLUSTER_DIR") or rootdir / ".pgreplica" / "test"
-    port = int(os.environ.get("PGREPLICA_CLUSTER_PORT") or DEFAULT_TEST_PORT)
+    directory = Path(os.environ.get("PGREPLICA_CLUSTER_DIR") or rootdir / ".pgreplica" / "test")
+    explicit = os.environ.get("PGREPLICA_CLUSTER_PORT")
+    port: int | None
+    if explicit:
+        port = int(explicit)
+    elif (directory / "cluster.json").exists():
+        port = None  # reuse this directory's cluster on the ports it was made with
+    else:
+        # Another checkout's test cluster may hold the default ports: take the next free.
+        port = free_base_port(DEFAULT_TEST_PORT, replicas + 1)
     cluster = Cluster(directory, port=port, replicas=replicas)
     started = time.monotonic()
     cluster.up()
