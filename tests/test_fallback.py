@@ -163,3 +163,43 @@ def test_blackholed_replica_holds_a_request_no_longer_than_connect_timeout(
         alias, took = results[0]
         assert alias == "default"
         assert took < timeout + 1.0, took
+
+
+@pytest.fixture
+def impatient_replica(cluster: Any) -> Iterator[None]:
+    """replica1 cancels conflicting queries at once instead of after 30 s."""
+    cluster.execute("replica1", "ALTER SYSTEM SET max_standby_streaming_delay = 0")
+    cluster.execute("replica1", "SELECT pg_reload_conf()")
+    try:
+        yield
+    finally:
+        cluster.execute("replica1", "ALTER SYSTEM RESET max_standby_streaming_delay")
+        cluster.execute("replica1", "SELECT pg_reload_conf()")
+
+
+def test_a_read_cancelled_by_a_recovery_conflict_is_served_by_the_primary(
+    cluster: Any, impatient_replica: None, product: Product
+) -> None:
+    cluster.execute("primary", "CREATE TABLE conflict_t (id int)", dbname=database_name())
+    cluster.execute("primary", "INSERT INTO conflict_t VALUES (1)", dbname=database_name())
+    wait_for_replay()
+    fallbacks_before = stats.fallbacks().get("replica", 0)
+    truncate = threading.Timer(
+        0.5, cluster.execute, ("primary", "TRUNCATE conflict_t"), {"dbname": database_name()}
+    )
+    truncate.start()
+    try:
+        with connections["replica"].cursor() as cursor:
+            # Holds a lock on conflict_t for 3 s; replaying the TRUNCATE cancels it.
+            cursor.execute("SELECT pg_sleep(3), count(*) FROM conflict_t")
+            rows = cursor.fetchall()
+    finally:
+        truncate.join()
+        cluster.execute("primary", "DROP TABLE conflict_t", dbname=database_name())
+    assert [count for _, count in rows] == [0]  # the primary's answer, after the TRUNCATE
+    assert stats.fallbacks().get("replica", 0) == fallbacks_before + 1
+    assert get_health("replica").breaker.failures == 0  # the replica itself is fine
+
+
+def database_name() -> str:
+    return str(connections["default"].settings_dict["NAME"])
