@@ -48,12 +48,18 @@ def in_user_atomic(conn: Any) -> bool:
 def _connectable(alias: str, state: RoutingState) -> bool:
     """Open the replica's connection now, so a dead replica costs a fallback, not an error.
 
-    Django would otherwise connect when the query runs, after the router has answered.
+    Django would otherwise connect when the query runs, after the router has answered. A
+    persistent connection (CONN_MAX_AGE) is taken as it is, unless CONN_HEALTH_CHECKS asks
+    for a check at its first use in this request: that check runs here, for the same reason.
     """
     conn = connections[alias]
-    if conn.connection is not None:
+    pending_check = getattr(conn, "health_check_enabled", False) and not getattr(
+        conn, "health_check_done", True
+    )
+    if conn.connection is not None and not pending_check:
         return True
     try:
+        conn.close_if_health_check_failed()
         conn.ensure_connection()
     except Exception as exc:
         get_health(alias).record_failure(exc)

@@ -203,3 +203,24 @@ def test_a_read_cancelled_by_a_recovery_conflict_is_served_by_the_primary(
 
 def database_name() -> str:
     return str(connections["default"].settings_dict["NAME"])
+
+
+def test_persistent_connection_with_health_checks_to_a_killed_replica(
+    cluster: Any, product: Product
+) -> None:
+    """CONN_MAX_AGE + CONN_HEALTH_CHECKS: Django re-checks the kept connection at its first
+    use in a request, and reconnecting would fail outside the router: the router checks it."""
+    config = connections["replica"].settings_dict
+    saved = config["CONN_MAX_AGE"], config["CONN_HEALTH_CHECKS"]
+    config["CONN_MAX_AGE"], config["CONN_HEALTH_CHECKS"] = 60, True
+    try:
+        with pgreplica_settings(REPLICAS=["replica"], HEALTH_CHECK_INTERVAL=60):
+            connections["replica"].close()
+            assert read_once() == "replica"
+            connections["replica"].close_if_unusable_or_obsolete()  # what request end does
+            assert connections["replica"].connection is not None  # kept for the next request
+            cluster.kill("replica1")
+            assert read_once() == "default"
+    finally:
+        connections["replica"].close()
+        config["CONN_MAX_AGE"], config["CONN_HEALTH_CHECKS"] = saved
