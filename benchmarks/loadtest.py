@@ -1,0 +1,885 @@
+"""Proof under fire: the demo shop under concurrent load while replicas and the primary fail.
+
+One command builds everything, runs the phases and tears it all down again::
+
+    .venv/bin/python benchmarks/loadtest.py [--duration-per-phase 20] [--clients 32]
+                                            [--pgbouncer] [--phases healthy,replica-killed]
+
+It starts a private cluster (``.pgreplica/load``, base port 62432, 2 replicas), migrates and
+seeds it, serves ``testproject`` with gunicorn (gthread workers) on a free port, optionally
+behind one PgBouncer per node in transaction pooling mode, and drives it with
+:mod:`loadclient` clients. Phases, each reported on its own:
+
+``healthy``            no fault
+``replay-paused``      replica1 stops replaying WAL for 30 s (its lag grows past 30 s)
+``replica-promoted``   replica2 is promoted (split brain), later rebuilt from the primary
+``replica-killed``     replica1 is SIGKILLed, then started again mid-phase
+``primary-restarted``  the primary is stopped and started: writes fail meanwhile (expected)
+
+The replica kill runs late on purpose: a killed replica's circuit stays open for
+RESET_TIMEOUT (60 s) in each worker, which would leave later phases with one replica.
+After each phase the cluster is healed (nodes started, replicas rebuilt or resumed and
+caught up) before the next one starts. At the end every order that was answered 201 is
+looked up on the primary: one missing is a lost write.
+
+Results: a table on stdout, JSON in ``benchmarks/results/loadtest.json`` (``--json``), and
+the gunicorn / PostgreSQL / PgBouncer logs in ``.pgreplica/loadtest-logs/<label>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.loadclient import READ_KINDS, Sample, ShopClient, run_clients  # noqa: E402
+from django_pgreplica.cluster import (  # noqa: E402
+    Cluster,
+    ClusterError,
+    find_bindir,
+    free_base_port,
+    port_in_use,
+)
+
+HOST = "127.0.0.1"
+PRIMARY_ALIAS = "default"
+PYTHON = sys.executable
+PGBOUNCER_TEMPLATE = ROOT / "benchmarks" / "pgbouncer" / "pgbouncer.ini.template"
+PGBOUNCER_USERLIST = ROOT / "benchmarks" / "pgbouncer" / "userlist.txt"
+DEFAULT_PHASES = (
+    "healthy",
+    "replay-paused",
+    "replica-promoted",
+    "replica-killed",
+    "primary-restarted",
+)
+# Phases whose fault is on a replica: the product promises no failed request there.
+PRIMARY_FAULT_PHASES = {"primary-restarted"}
+# Lines of the gunicorn log worth counting per phase (evidence for the report).
+LOG_PATTERNS = {
+    "tracebacks": re.compile(r"^Traceback", re.MULTILINE),
+    "server_errors": re.compile(r"ERROR django\.request"),
+    "not_found_logged": re.compile(r"WARNING django\.request: Not Found"),
+    "fallback_mid_query": re.compile(r"failed mid-query"),
+    "fallback_connect": re.compile(r"connection failed \("),
+    "circuit_opened": re.compile(r"circuit opened"),
+    "circuit_closed": re.compile(r"circuit closed"),
+    "task_stale_read": re.compile(r"not found \(stale replica read\?\)"),
+    "worker_timeouts": re.compile(r"WORKER TIMEOUT"),
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port(start: int | None = None) -> int:
+    """A free TCP port on 127.0.0.1: the first free from ``start``, else any."""
+    if start is not None:
+        for port in range(start, start + 200):
+            if not port_in_use(port):
+                return port
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+# --- processes we own -------------------------------------------------------------------
+
+
+@dataclass
+class Managed:
+    """A child process in its own session, so stopping it takes its whole group."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=timeout)
+                return
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} did not stop on {sig.name}")
+
+
+def spawn(name: str, cmd: Sequence[str], logfile: Path, env: dict[str, str]) -> Managed:
+    handle = logfile.open("ab")
+    try:
+        proc = subprocess.Popen(
+            list(cmd),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+    finally:
+        handle.close()
+    return Managed(name, proc)
+
+
+def wait_port(port: int, proc: Managed, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited with {proc.proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name} is not listening on {port} after {timeout:.0f}s")
+
+
+# --- the stack: cluster, pgbouncer, gunicorn --------------------------------------------
+
+
+@dataclass
+class Options:
+    dir: Path = ROOT / ".pgreplica" / "load"
+    port: int = 62432
+    clients: int = 32
+    duration: float = 20.0
+    phases: tuple[str, ...] = DEFAULT_PHASES
+    workers: int = 2
+    threads: int = 4
+    conn_max_age: str = "0"
+    pgbouncer: bool = False
+    think: float = 0.01
+    pause_seconds: float = 30.0
+    outage_seconds: float = 5.0
+    label: str = "loadtest"
+    logdir: Path | None = None  # default: .pgreplica/loadtest-logs/<label>
+    json_path: Path | None = ROOT / "benchmarks" / "results" / "loadtest.json"
+    keep: bool = False
+    monitor: bool = True
+    quiet: bool = False
+
+
+class Stack:
+    """Everything the load test runs, started in order and stopped in reverse."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.cluster = Cluster(opts.dir)  # an old one to clear first; replaced in _start
+        self.logdir = opts.logdir or ROOT / ".pgreplica" / "loadtest-logs" / opts.label
+        self.bouncers: dict[str, tuple[int, Managed]] = {}  # node -> (port, process)
+        self.gunicorn: Managed | None = None
+        self.http_port = 0
+        self.products: list[str] = []
+        self._exit = contextlib.ExitStack()
+
+    # -- lifecycle --
+    def __enter__(self) -> Stack:
+        try:
+            self._start()
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    def _start(self) -> None:
+        shutil.rmtree(self.logdir, ignore_errors=True)
+        self.logdir.mkdir(parents=True)
+        if self.cluster.exists():  # left over by a run that was killed: start clean
+            log(f"removing the old cluster in {self.cluster.dir}")
+            self.cluster.down()
+        # Other engineers' clusters may hold the base port: take the next free block.
+        port = free_base_port(self.opts.port, 3)
+        self.cluster = Cluster(self.opts.dir, port=port, replicas=2)
+        started = time.monotonic()
+        self._exit.callback(self._down_cluster)
+        self.cluster.up()
+        log(f"cluster up on ports {port}-{port + 2} in {time.monotonic() - started:.1f}s")
+        if self.opts.pgbouncer:
+            for node in ("primary", "replica1", "replica2"):
+                self._start_pgbouncer(node)
+        self._manage("migrate", "--verbosity", "0")
+        self._manage("seed_demo", "--no-admin")
+        # Seeded stock is small; the load must never run out (a 409 is not what we test).
+        self.cluster.execute("primary", "UPDATE shop_product SET stock = 1000000000")
+        self.products = [
+            row[0]
+            for row in self.cluster.execute(
+                "primary", "SELECT slug FROM shop_product ORDER BY slug"
+            )
+        ]
+        self.cluster.wait_replayed(timeout=30)
+        self._start_gunicorn()
+
+    def _down_cluster(self) -> None:
+        logs = self.cluster.dir / "logs"
+        if logs.is_dir():
+            for path in logs.glob("*.log"):
+                shutil.copy(path, self.logdir / f"postgres-{path.name}")
+        if self.opts.keep:
+            log(f"keeping the cluster in {self.cluster.dir} (--keep)")
+            return
+        try:
+            self.cluster.down()
+        except ClusterError as exc:
+            log(f"cluster down failed: {exc}")
+
+    # -- environment --
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            **self.cluster.env(),
+            "DJANGO_SETTINGS_MODULE": "benchmarks.bench_settings",
+            "PYTHONPATH": str(ROOT),
+            "DJANGO_DEBUG": "0",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "CELERY_TASK_ALWAYS_EAGER": "1",  # confirmations run inline: no broker needed
+            "PGREPLICA_BENCH_CONN_MAX_AGE": self.opts.conn_max_age,
+            "PGREPLICA_BENCH_VARIANT": "pgreplica",
+        }
+        if self.bouncers:
+            env["DATABASE_PORT"] = str(self.bouncers["primary"][0])
+            env["DATABASE_REPLICAS"] = ",".join(
+                f"{HOST}:{self.bouncers[name][0]}" for name in ("replica1", "replica2")
+            )
+            env["PGREPLICA_BENCH_PGBOUNCER"] = "1"
+        return env
+
+    def _manage(self, *args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [PYTHON, str(ROOT / "testproject" / "manage.py"), *args]
+        result = subprocess.run(
+            cmd, env=self.env(), cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr[-2000:]}")
+        return result
+
+    def replication_status(self) -> dict[str, Any]:
+        """``manage.py replication_status --json``: its exit code and the gist of its verdict."""
+        cmd = [PYTHON, str(ROOT / "testproject" / "manage.py"), "replication_status", "--json"]
+        started = time.monotonic()
+        result = subprocess.run(
+            cmd, env=self.env(), cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        summary: dict[str, Any] = {
+            "exit_code": result.returncode,
+            "seconds": round(time.monotonic() - started, 2),
+        }
+        try:
+            doc = json.loads(result.stdout)
+        except ValueError:
+            summary["error"] = (result.stderr or result.stdout)[-500:]
+            return summary
+        summary["status"] = doc.get("status")
+        summary["replicas"] = {
+            item["alias"]: {
+                "status": item["status"],
+                "reasons": item["reasons"],
+                "matched_by": item.get("matched_by"),
+                "lag_bytes": item.get("lag_bytes"),
+            }
+            for item in doc.get("replicas", [])
+        }
+        summary["messages"] = doc.get("messages", [])
+        return summary
+
+    # -- pgbouncer --
+    def _start_pgbouncer(self, node: str) -> None:
+        workdir = self.cluster.dir / "pgbouncer"
+        workdir.mkdir(exist_ok=True)
+        listen = free_port(self.cluster.port + 100 + len(self.bouncers))
+        ini = workdir / f"{node}.ini"
+        ini.write_text(
+            PGBOUNCER_TEMPLATE.read_text().format(
+                name=node,
+                listen_addr=HOST,
+                listen_port=listen,
+                backend_host=HOST,
+                backend_port=self.cluster.node(node).port,
+                dir=workdir,
+                userlist=workdir / "userlist.txt",
+            )
+        )
+        shutil.copy(PGBOUNCER_USERLIST, workdir / "userlist.txt")
+        self.cluster.user.own(workdir)
+        for path in workdir.iterdir():
+            self.cluster.user.own(path)
+        logfile = self.logdir / f"pgbouncer-{node}.log"
+        cmd = self.cluster.user.wrap(["pgbouncer", str(ini)])
+        proc = spawn(f"pgbouncer-{node}", cmd, logfile, dict(os.environ))
+        self._exit.callback(proc.stop)
+        wait_port(listen, proc)
+        self.bouncers[node] = (listen, proc)
+        log(f"pgbouncer for {node} on port {listen}")
+
+    # -- gunicorn --
+    def _start_gunicorn(self) -> None:
+        self.http_port = free_port(self.cluster.port + 200)
+        gunicorn = str(Path(PYTHON).with_name("gunicorn"))
+        cmd = [
+            gunicorn, "testproject.wsgi:application",
+            "--bind", f"{HOST}:{self.http_port}",
+            "--workers", str(self.opts.workers),
+            "--worker-class", "gthread",
+            "--threads", str(self.opts.threads),
+            "--backlog", "2048",
+            "--timeout", "60",
+            "--graceful-timeout", "5",
+            "--capture-output",
+            "--log-level", "info",
+        ]  # fmt: skip
+        self.gunicorn = spawn("gunicorn", cmd, self.gunicorn_log, self.env())
+        self._exit.callback(self.gunicorn.stop)
+        wait_port(self.http_port, self.gunicorn)
+        deadline = time.monotonic() + 30
+        url = f"http://{HOST}:{self.http_port}/whoami-db/"
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or not self.gunicorn.alive():
+                    raise RuntimeError(
+                        f"gunicorn does not answer; see {self.gunicorn_log}"
+                    ) from None
+                time.sleep(0.2)
+        log(
+            f"gunicorn: {self.opts.workers} gthread workers x {self.opts.threads} threads "
+            f"on port {self.http_port}"
+        )
+
+    @property
+    def gunicorn_log(self) -> Path:
+        return self.logdir / "gunicorn.log"
+
+    def log_size(self) -> int:
+        try:
+            return self.gunicorn_log.stat().st_size
+        except OSError:
+            return 0
+
+    def log_counts(self, start: int, end: int) -> dict[str, int]:
+        with self.gunicorn_log.open("rb") as handle:
+            handle.seek(start)
+            text = handle.read(end - start).decode(errors="replace")
+        return {name: len(pattern.findall(text)) for name, pattern in LOG_PATTERNS.items()}
+
+    # -- healing between phases --
+    def heal(self) -> float:
+        """Every node up, replicas streaming and caught up; returns the seconds it took."""
+        started = time.monotonic()
+        if not self.cluster.is_running("primary"):
+            self.cluster.start("primary")
+        for status in self.cluster.status():
+            if status.role != "replica":
+                continue
+            if not status.running:
+                self.cluster.start(status.name)
+            elif status.in_recovery is False:
+                self.cluster.rebuild(status.name)
+            elif status.replay_paused:
+                self.cluster.resume_replay(status.name)
+        self.cluster.wait_streaming(timeout=60)
+        self.cluster.wait_replayed(timeout=60)
+        return time.monotonic() - started
+
+
+# --- phases -----------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    at: float  # seconds into the phase
+    label: str
+    action: Callable[[], Any]
+
+
+@dataclass
+class PhasePlan:
+    name: str
+    description: str
+    duration: float
+    steps: list[Step]
+    tail: float = 3.0  # load keeps running this long after the last step finished
+
+
+def plan(name: str, stack: Stack, opts: Options) -> PhasePlan:
+    cluster, d = stack.cluster, opts.duration
+    first = min(3.0, d * 0.15)  # when the fault strikes: after some healthy traffic
+    monitor = (
+        [Step(first + 1.5, "replication_status", stack.replication_status)] if opts.monitor else []
+    )
+    if name == "healthy":
+        return PhasePlan(name, "no fault", d, list(monitor))
+    if name == "replica-killed":
+        return PhasePlan(
+            name,
+            "SIGKILL replica1, start it again mid-phase",
+            d,
+            [
+                Step(first, "kill replica1", lambda: cluster.kill("replica1")),
+                *monitor,
+                Step(
+                    max(d * 0.5, first + 3.5), "start replica1", lambda: cluster.start("replica1")
+                ),
+            ],
+        )
+    if name == "replay-paused":
+        resume = first + opts.pause_seconds
+        return PhasePlan(
+            name,
+            f"pause replay on replica1 for {opts.pause_seconds:g}s",
+            max(d, resume + 5),
+            [
+                Step(first, "pause replay on replica1", lambda: cluster.pause_replay("replica1")),
+                *(
+                    [Step(resume - 2, "replication_status", stack.replication_status)]
+                    if opts.monitor
+                    else []
+                ),
+                Step(
+                    resume, "resume replay on replica1", lambda: cluster.resume_replay("replica1")
+                ),
+            ],
+        )
+    if name == "replica-promoted":
+        rebuild_at = max(d * 0.6, first + 4)
+        return PhasePlan(
+            name,
+            "promote replica2 (split brain), then rebuild it from the primary",
+            d,
+            [
+                Step(first, "promote replica2", lambda: cluster.promote("replica2")),
+                *monitor,
+                Step(rebuild_at, "rebuild replica2", lambda: cluster.rebuild("replica2")),
+            ],
+        )
+    if name == "primary-restarted":
+        return PhasePlan(
+            name,
+            f"stop the primary, start it {opts.outage_seconds:g}s later",
+            d,
+            [
+                Step(first, "stop primary", lambda: cluster.stop("primary")),
+                *monitor,
+                Step(
+                    first + opts.outage_seconds, "start primary", lambda: cluster.start("primary")
+                ),
+            ],
+            tail=5.0,
+        )
+    raise ValueError(f"unknown phase {name!r}; known: {', '.join(DEFAULT_PHASES)}")
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    description: str
+    seconds: float = 0.0
+    requests: int = 0
+    throughput: float = 0.0
+    failures: int = 0
+    write_failures: int = 0
+    read_failures: int = 0
+    tokenless_read_failures: int = 0  # reads without a live token: must never need the primary
+    violations: int = 0
+    stale_revisits: int = 0
+    acknowledged: int = 0
+    lost_writes: int | None = None
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    replica_share: float = 0.0
+    reads_by_database: dict[str, int] = field(default_factory=dict)
+    latency_by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
+    statuses: dict[str, int] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    failure_window: list[float] = field(default_factory=list)  # first/last failure, s in
+    failure_examples: list[dict[str, Any]] = field(default_factory=list)
+    violation_examples: list[dict[str, Any]] = field(default_factory=list)
+    stale_examples: list[dict[str, Any]] = field(default_factory=list)
+    log_counts: dict[str, int] = field(default_factory=dict)
+    heal_seconds: float = 0.0
+    acknowledged_ids: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def replica_fault(self) -> bool:
+        return self.name not in PRIMARY_FAULT_PHASES
+
+    @property
+    def goals_met(self) -> bool:
+        ok = self.violations == 0 and not self.lost_writes
+        if self.replica_fault:
+            return ok and self.failures == 0
+        # The primary is down for a while: writes fail, and so may reads pinned to it by a
+        # recent write, but a client without a live token reads from replicas (contract #5).
+        return ok and self.tokenless_read_failures == 0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summarize(
+    result: PhaseResult, clients: Sequence[ShopClient], started: float, ended: float
+) -> None:
+    samples: list[Sample] = [s for c in clients for s in c.result.samples]
+    result.seconds = round(ended - started, 1)
+    result.requests = len(samples)
+    result.throughput = round(len(samples) / max(ended - started, 1e-9), 1)
+    failed = [s for s in samples if s.status is None or s.status >= 500]
+    result.failures = len(failed)
+    result.write_failures = sum(1 for s in failed if s.kind == "order")
+    result.read_failures = result.failures - result.write_failures
+    result.tokenless_read_failures = sum(
+        1 for s in failed if s.kind != "order" and not s.live_token
+    )
+    if failed:
+        offsets = [s.at - started for s in failed]
+        result.failure_window = [round(min(offsets), 2), round(max(offsets), 2)]
+    # Examples: the reads first (rarer and more telling), then the writes.
+    examples = sorted(failed, key=lambda s: (s.kind == "order", s.at))[:12]
+    result.failure_examples = [
+        {
+            "t": round(s.at - started, 2),
+            "kind": s.kind,
+            "status": s.status,
+            "token_age": None if s.token_age is None else round(s.token_age, 2),
+            "error": (s.error or "")[:160],
+        }
+        for s in examples
+    ]
+    latencies = [s.latency for s in samples]
+    result.p50_ms = round(percentile(latencies, 0.50) * 1000, 1)
+    result.p99_ms = round(percentile(latencies, 0.99) * 1000, 1)
+    result.max_ms = round(max(latencies, default=0.0) * 1000, 1)
+    for kind in ("order", *READ_KINDS):
+        values = [s.latency for s in samples if s.kind == kind]
+        if values:
+            result.latency_by_kind[kind] = {
+                "count": len(values),
+                "p50_ms": round(percentile(values, 0.5) * 1000, 1),
+                "p99_ms": round(percentile(values, 0.99) * 1000, 1),
+            }
+    reads = Counter(
+        s.database for s in samples if s.kind in READ_KINDS and s.status == 200 and s.database
+    )
+    result.reads_by_database = dict(sorted(reads.items()))
+    total_reads = sum(reads.values())
+    replica_reads = total_reads - reads.get(PRIMARY_ALIAS, 0)
+    result.replica_share = round(replica_reads / total_reads, 4) if total_reads else 0.0
+    result.statuses = dict(
+        sorted(Counter(str(s.status) if s.status else "conn-error" for s in samples).items())
+    )
+    violations = [v for c in clients for v in c.result.violations]
+    result.violations = len(violations)
+    result.violation_examples = violations[:10]
+    stale = [v for c in clients for v in c.result.stale_revisits]
+    result.stale_revisits = len(stale)
+    result.stale_examples = stale[:10]
+    result.acknowledged_ids = [i for c in clients for i in c.result.acknowledged]
+    result.acknowledged = len(result.acknowledged_ids)
+
+
+def run_phase(stack: Stack, phase: PhasePlan, opts: Options, seed: int) -> PhaseResult:
+    result = PhaseResult(phase.name, phase.description)
+    stop = threading.Event()
+    log_start = stack.log_size()
+    log(f"phase {phase.name}: {phase.description}")
+    clients = run_clients(
+        opts.clients,
+        HOST,
+        stack.http_port,
+        stack.products,
+        stop,
+        think=opts.think,
+        revisit_after=6.0,
+        seed=seed,
+    )
+    started = time.monotonic()
+    last_done = started
+    try:
+        for step in phase.steps:
+            delay = started + step.at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            at = time.monotonic() - started
+            event: dict[str, Any] = {"at": round(at, 2), "step": step.label}
+            try:
+                outcome = step.action()
+            except Exception as exc:  # a fault helper failed: report it, keep going
+                event["error"] = f"{type(exc).__name__}: {exc}"
+                log(f"  {step.label} failed: {exc}")
+            else:
+                if isinstance(outcome, dict):
+                    event["result"] = outcome
+            last_done = time.monotonic()
+            event["took"] = round(last_done - started - at, 2)
+            result.events.append(event)
+            detail = ""
+            if isinstance(outcome, dict) and "exit_code" in outcome:
+                detail = f" -> exit {outcome['exit_code']} {outcome.get('status', '')}"
+            log(f"  t={at:5.1f}s {step.label} ({event['took']:.1f}s){detail}")
+        end = max(started + phase.duration, last_done + phase.tail)
+        time.sleep(max(0.0, end - time.monotonic()))
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(timeout=30)
+    ended = time.monotonic()
+    time.sleep(0.5)  # let the workers flush their last log lines
+    summarize(result, clients, started, ended)
+    result.log_counts = stack.log_counts(log_start, stack.log_size())
+    result.heal_seconds = round(stack.heal(), 1)
+    if opts.monitor:
+        result.events.append(
+            {"at": "after heal", "step": "replication_status", "result": stack.replication_status()}
+        )
+    return result
+
+
+def check_lost_writes(cluster: Cluster, results: Sequence[PhaseResult]) -> None:
+    """Every order answered 201 must be on the primary now."""
+    for result in results:
+        ids = result.acknowledged_ids
+        if not ids:
+            result.lost_writes = 0
+            continue
+        rows = cluster.execute("primary", "SELECT id FROM shop_order WHERE id = ANY(%s)", [ids])
+        missing = sorted(set(ids) - {row[0] for row in rows})
+        result.lost_writes = len(missing)
+        if missing:
+            result.events.append({"at": "end", "step": "lost writes", "result": missing[:50]})
+
+
+# --- report -----------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    def run(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    try:
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        mem_kb = 0
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "postgres": run([str(find_bindir() / "postgres"), "--version"]),
+        "pgbouncer": run(["pgbouncer", "--version"]).splitlines()[0]
+        if shutil.which("pgbouncer")
+        else None,
+        "loadavg": os.getloadavg(),
+        "git": run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
+    }
+
+
+def format_table(results: Sequence[PhaseResult]) -> str:
+    header = (
+        f"{'phase':18} {'secs':>5} {'reqs':>6} {'req/s':>6} {'fail':>5} {'(writes)':>8} "
+        f"{'(no-token reads)':>16} "
+        f"{'RYW viol':>8} {'lost':>5} {'stale>6s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'replica %':>9}  goals"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lost = "?" if r.lost_writes is None else str(r.lost_writes)
+        goals = "ok" if r.goals_met else "MISSED"
+        if not r.replica_fault and r.failures:
+            goals += " (primary down: failures expected)"
+        lines.append(
+            f"{r.name:18} {r.seconds:5.0f} {r.requests:6d} {r.throughput:6.0f} {r.failures:5d} "
+            f"{r.write_failures:8d} {r.tokenless_read_failures:16d} "
+            f"{r.violations:8d} {lost:>5} {r.stale_revisits:8d} "
+            f"{r.p50_ms:7.1f} {r.p99_ms:7.1f} {r.replica_share * 100:8.1f}%  {goals}"
+        )
+    return "\n".join(lines)
+
+
+def run(opts: Options) -> dict[str, Any]:
+    """Run the whole load test; returns the JSON-able report (also written to --json)."""
+    plans: list[str] = list(opts.phases)
+    for name in plans:
+        if name not in DEFAULT_PHASES:
+            raise ValueError(f"unknown phase {name!r}; known: {', '.join(DEFAULT_PHASES)}")
+    report: dict[str, Any] = {"machine": machine()}
+    results: list[PhaseResult] = []
+    with Stack(opts) as stack:
+        report["config"] = {
+            "clients": opts.clients,
+            "workers": opts.workers,
+            "threads": opts.threads,
+            "worker_class": "gthread",
+            "conn_max_age": opts.conn_max_age,
+            "pgbouncer": opts.pgbouncer,
+            "think_seconds": opts.think,
+            "duration_per_phase": opts.duration,
+            "cluster": str(stack.cluster.dir),
+            "base_port": stack.cluster.port,
+            "http_port": stack.http_port,
+            "pgbouncer_ports": {node: port for node, (port, _) in stack.bouncers.items()},
+            "logs": str(stack.logdir),
+        }
+        for index, name in enumerate(plans):
+            phase = plan(name, stack, opts)
+            result = run_phase(stack, phase, opts, seed=index * 1000)
+            results.append(result)
+            log(
+                f"  {result.requests} requests, {result.failures} failed, "
+                f"{result.violations} RYW violations, replica share "
+                f"{result.replica_share:.1%}, healed in {result.heal_seconds:.1f}s"
+            )
+        check_lost_writes(stack.cluster, results)
+        report["final_replication_status"] = stack.replication_status()
+    report["machine"]["loadavg_after"] = os.getloadavg()
+    report["phases"] = [
+        {k: v for k, v in asdict(r).items() if k != "acknowledged_ids"} | {"goals_met": r.goals_met}
+        for r in results
+    ]
+    report["goals_met"] = all(r.goals_met for r in results)
+    table = format_table(results)
+    report["table"] = table
+    if not opts.quiet:
+        print(table)
+    if opts.json_path is not None:
+        opts.json_path.parent.mkdir(parents=True, exist_ok=True)
+        opts.json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        log(f"results written to {opts.json_path}")
+    return report
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # unwind through the finally blocks: everything gets stopped
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """SIGTERM and SIGINT unwind like Ctrl-C (SIGINT too: a shell starts background jobs
+    with it ignored, and Python then leaves it so)."""
+    previous = {sig: signal.signal(sig, _sigterm) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        description="Load + fault test of django-pgreplica behind gunicorn (see docstring)."
+    )
+    parser.add_argument("--duration-per-phase", type=float, default=20.0, metavar="S")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument(
+        "--conn-max-age", default="0",
+        help="Django CONN_MAX_AGE for every alias: seconds or 'none' (default 0, as the demo)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pgbouncer",
+        action="store_true",
+        help="put PgBouncer (transaction pooling) in front of every node",
+    )
+    parser.add_argument(
+        "--phases",
+        default=",".join(DEFAULT_PHASES),
+        help=f"comma-separated subset of {','.join(DEFAULT_PHASES)}",
+    )
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=0.01,
+        help="mean think time between a client's actions, seconds",
+    )
+    parser.add_argument("--pause-seconds", type=float, default=30.0)
+    parser.add_argument("--outage-seconds", type=float, default=5.0)
+    parser.add_argument("--dir", type=Path, default=ROOT / ".pgreplica" / "load")
+    parser.add_argument("--port", type=int, default=62432, help="cluster base port")
+    parser.add_argument("--label", default=None, help="names the log directory")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="results file (default benchmarks/results/loadtest[-pgbouncer].json)",
+    )
+    parser.add_argument("--keep", action="store_true", help="leave the cluster running")
+    parser.add_argument(
+        "--no-monitor", action="store_true", help="skip the replication_status probes"
+    )
+    args = parser.parse_args(argv)
+    suffix = "-pgbouncer" if args.pgbouncer else ""
+    label = args.label or f"loadtest{suffix}"
+    return Options(
+        dir=args.dir,
+        port=args.port,
+        clients=args.clients,
+        duration=args.duration_per_phase,
+        phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),
+        workers=args.workers,
+        threads=args.threads,
+        conn_max_age=args.conn_max_age,
+        pgbouncer=args.pgbouncer,
+        think=args.think,
+        pause_seconds=args.pause_seconds,
+        outage_seconds=args.outage_seconds,
+        label=label,
+        json_path=args.json or ROOT / "benchmarks" / "results" / f"{label}.json",
+        keep=args.keep,
+        monitor=not args.no_monitor,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    if opts.pgbouncer and not shutil.which("pgbouncer"):
+        print("pgbouncer not found: apt-get install -y pgbouncer", file=sys.stderr)
+        return 2
+    try:
+        with _terminate_cleanly():
+            report = run(opts)
+    except KeyboardInterrupt:
+        log("interrupted: everything started was stopped")
+        return 130
+    return 0 if report["goals_met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
