@@ -42,11 +42,11 @@ class _ThreadCounts(threading.local):
             _per_thread.append(self.reads)
 
 
-_local = _ThreadCounts()
+per_thread = _ThreadCounts()
 
 
 def count_read(database: str, reason: str) -> None:
-    _local.reads[database, reason] += 1
+    per_thread.reads[database, reason] += 1
 
 
 def count_fallback(replica: str) -> None:
