@@ -25,11 +25,9 @@ Target from the design seed: under 1 s.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -67,29 +65,6 @@ class Trial:
 
 
 # --- child: one connection policy -------------------------------------------------------
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if int(entry.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.parent.name))
-    return found
-
-
-def _wait_gone(pids: list[int], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    for pid in pids:
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.01)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
 
 
 class Reader(threading.Thread):
@@ -149,15 +124,16 @@ def run_child(trials: int, cluster_dir: Path) -> list[Trial]:
                 raise RuntimeError(f"reads never settled on the replica: {recent[-3:]}")
             time.sleep(0.02)
         time.sleep(random.uniform(0.05, 0.3))  # strike at a random point of a read
-        pid = cluster.pid(REPLICA_NODE)
-        assert pid is not None
-        children = _children(pid)
-        killed_at = time.monotonic()
-        os.kill(pid, signal.SIGKILL)
+        # Cluster.kill returns when the SIGKILL was sent, after waiting for the processes.
+        sent: list[float | None] = []
+        killer = threading.Thread(target=lambda out=sent: out.append(cluster.kill(REPLICA_NODE)))
+        killer.start()
         time.sleep(2.0)
         reader.stop.set()
         reader.join(timeout=30)
-        _wait_gone([pid, *children], timeout=5)
+        killer.join()
+        killed_at = sent[0]
+        assert killed_at is not None, "the replica was not running"
         window = [s for s in reader.samples if s[1] >= killed_at and s[0] <= killed_at + 2.0]
         primary = [s[1] for s in window if s[2] == primary_port]
         failed = [s for s in window if s[3] is not None]

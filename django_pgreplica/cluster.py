@@ -770,14 +770,18 @@ class Cluster:
         """Fast shutdown of node ``name``; returns once its postmaster has exited."""
         self._stop(self.node(name))
 
-    def kill(self, name: str) -> None:
-        """SIGKILL the postmaster of ``name``; returns once it and its children are gone."""
+    def kill(self, name: str) -> float | None:
+        """SIGKILL the postmaster of ``name``; returns once it and its children are gone.
+
+        The result is when the signal was sent (``time.monotonic()``), None if not running.
+        """
         pid = self.pid(name)
         if pid is None:
-            return
+            return None
         children = _children(pid)
         logger.info("killing %s (pid %d)", name, pid)
         os.kill(pid, signal.SIGKILL)
+        sent_at = time.monotonic()
         _wait_gone([pid], timeout=10)
         # Orphaned backends exit when they notice the postmaster died; stragglers would keep
         # the shared memory busy and block the next start.
@@ -786,6 +790,7 @@ class Cluster:
                 os.kill(straggler, signal.SIGKILL)
         _wait_gone(children, timeout=5)
         self._clear_stale_lockfiles(self.node(name))
+        return sent_at
 
     def pause_replay(self, name: str) -> None:
         """Stop applying WAL on replica ``name``; it keeps receiving, so lag builds up."""
