@@ -124,7 +124,7 @@ def test_replication_page_in_chromium(live_server: Any, tmp_path: Path) -> None:
         write_rows(20, prefix="browser")  # replica2 falls behind: WAL it has not replayed
         with browser_page(tmp_path / "profile") as page:
             log_in(page, live_server.url)
-            assert page.locator("h1").inner_text() == "Replication status"
+            assert page.locator("#content h1").inner_text() == "Replication status"
             assert page.locator("#pgr-overall").inner_text().strip() == "WARNING"
 
             for alias in ("replica", "replica2"):

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.db import connections
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -86,9 +86,10 @@ def order_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "shop/order_detail.html", {"order": order, "database": order._state.db})
 
 
-@require_GET
-async def api_product(request: HttpRequest, slug: str) -> JsonResponse:
+async def api_product(request: HttpRequest, slug: str) -> HttpResponse:
     """Async read through the async ORM; routing works the same as in sync views."""
+    if request.method != "GET":  # require_GET only wraps async views from Django 5.0 on
+        return HttpResponseNotAllowed(["GET"])
     try:
         product = await Product.objects.aget(slug=slug)
     except Product.DoesNotExist:
