@@ -76,6 +76,12 @@ class CircuitBreaker:
                 return False
             return True
 
+    def release_trial(self) -> None:
+        """Give back a half-open trial that was claimed but never ran."""
+        with self._lock:
+            if self._c.state is CircuitState.HALF_OPEN:
+                self._c.trial_started_at = None
+
     def record_success(self, now: float) -> bool:
         """Returns True when this success closed a circuit that was not closed."""
         c = self._c

@@ -43,16 +43,12 @@ def open_task_scope(task_id: str | None = None, task: Any = None, **kwargs: Any)
     request = getattr(task, "request", None)
     if request is None or task_id is None:
         return
-    caller = active_state()
-    if getattr(request, "is_eager", False) and caller is not None:
-        # Runs inline, inside its caller: it sees what the caller wrote or was told to see.
-        state, var_token = begin(caller.token)
-        state.wrote, state.wrote_at = caller.wrote, caller.wrote_at
-    else:
-        value = getattr(request, HEADER, None)
-        if value is None and isinstance(getattr(request, "headers", None), dict):
-            value = request.headers.get(HEADER)
-        _state, var_token = begin(decode_token(value, get_settings().sticky_seconds))
+    if getattr(request, "is_eager", False) and active_state() is not None:
+        return  # runs inline, inside its caller's request or task: it shares that state
+    value = getattr(request, HEADER, None)
+    if value is None and isinstance(getattr(request, "headers", None), dict):
+        value = request.headers.get(HEADER)
+    _state, var_token = begin(decode_token(value, get_settings().sticky_seconds))
     with _lock:
         _scopes[task_id] = var_token
 

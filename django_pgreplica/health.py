@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import SynchronousOnlyOperation
 from django.core.signals import setting_changed
 from django.db import DatabaseError, connections
 
@@ -92,7 +93,9 @@ class ReplicaHealth:
             # The single trial of a half-open circuit is a probe, never a user's read.
             if not self.breaker.allow(now):
                 return False
-            self.probe()
+            if not self.probe():
+                self.breaker.release_trial()  # nobody probed: the next caller may
+                return False
         elif self.last is None or now - self.last.checked_at >= self._recheck_interval():
             self.probe()
         if self.breaker.state(now) is not CircuitState.CLOSED:
@@ -153,15 +156,18 @@ class ReplicaHealth:
                 logger.warning("replica %s: %s; it gets no reads", self.alias, reason)
 
     # -- I/O -----------------------------------------------------------------------------
-    def probe(self) -> None:
+    def probe(self) -> bool:
+        """Query the replica and record the result; False when no probe could run here."""
         if not self._probe_lock.acquire(blocking=False):
-            return  # another thread is probing; use the last result
+            return False  # another thread is probing; use the last result
         try:
             try:
                 row = _fetch_one(self.alias, PROBE_SQL)
+            except SynchronousOnlyOperation:
+                return False  # on the event loop (aiterator()): no I/O here, says nothing
             except Exception as exc:  # any failure to reach the replica counts
                 self.record_failure(exc)
-                return
+                return True
             in_recovery, receive, replay, lag = row
             self.record_probe(
                 ProbeResult(
@@ -173,12 +179,15 @@ class ReplicaHealth:
                     lag_seconds=None if lag is None else float(lag),
                 )
             )
+            return True
         finally:
             self._probe_lock.release()
 
     def _refresh_replay_lsn(self) -> None:
         try:
             (replay,) = _fetch_one(self.alias, REPLAY_LSN_SQL)
+        except SynchronousOnlyOperation:
+            return
         except Exception as exc:
             self.record_failure(exc)
             return

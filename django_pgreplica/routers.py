@@ -16,6 +16,7 @@ from threading import get_ident
 from time import monotonic, time
 from typing import Any
 
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connections
 
 from . import stats
@@ -61,6 +62,10 @@ def _connectable(alias: str, state: RoutingState) -> bool:
     try:
         conn.close_if_health_check_failed()
         conn.ensure_connection()
+    except SynchronousOnlyOperation:
+        # Asked from the event loop (aiterator()): the query connects later in a worker
+        # thread. Nothing is known about the replica, so nothing is recorded.
+        return True
     except Exception as exc:
         get_health(alias).record_failure(exc)
         close_quietly(alias)

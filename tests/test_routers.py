@@ -169,9 +169,12 @@ def test_max_lag_none_means_no_limit() -> None:
 
 
 def test_circuit_state_is_reported_per_replica() -> None:
-    with scope():
-        ReplicaRouter().db_for_read(Product)
-    assert circuit_state("replica") is CircuitState.CLOSED
+    with pgreplica_settings(FAILURE_THRESHOLD=1):
+        with scope():
+            ReplicaRouter().db_for_read(Product)
+        get_health("replica2").record_failure("refused")
+        assert circuit_state("replica") is CircuitState.CLOSED
+        assert circuit_state("replica2") is CircuitState.OPEN
 
 
 def test_a_pending_token_costs_at_most_one_position_query_per_request(
@@ -222,7 +225,32 @@ def test_an_eager_task_reads_what_its_caller_wrote() -> None:
     def where() -> str:
         return ReplicaRouter().db_for_read(Product)
 
+    @shared_task
+    def writer() -> None:
+        make_product("Eager")
+
     with scope():
         assert where.apply().get() in REPLICAS
         make_product()
         assert where.apply().get() == "default"
+    with scope() as state:
+        writer.apply().get()
+        assert state.wrote  # the task's write pins the request that ran it
+        assert ReplicaRouter().db_for_read(Product) == "default"
+
+
+def test_async_iteration_is_not_a_replica_failure() -> None:
+    """aiterator() asks the router on the event loop, where no I/O may happen."""
+    from asgiref.sync import async_to_sync
+
+    make_product()
+    wait_for_replay()
+
+    async def names() -> list[str]:
+        return [p.name async for p in Product.objects.aiterator()]
+
+    with scope():
+        assert async_to_sync(names)() == ["Lamp"]
+    for alias in REPLICAS:
+        assert get_health(alias).breaker.failures == 0
+        assert get_health(alias).reason() is None

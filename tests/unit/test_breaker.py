@@ -60,3 +60,12 @@ def test_abandoned_trial_is_given_up_after_a_timeout() -> None:
 def test_labels_and_gauge_values() -> None:
     assert [s.value for s in CircuitState] == [0, 1, 2]
     assert CircuitState.HALF_OPEN.label == "half-open"
+
+
+def test_a_released_trial_can_be_claimed_again() -> None:
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=10)
+    breaker.record_failure(0.0)
+    assert breaker.allow(10.0)
+    assert not breaker.allow(10.5)
+    breaker.release_trial()
+    assert breaker.allow(10.6)
