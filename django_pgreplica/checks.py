@@ -10,29 +10,25 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, READ_YOUR_WRITES_MODES, raw_settings
+from .conf import DEFAULTS, READ_YOUR_WRITES_MODES, SAMESITE_VALUES, raw_settings, replica_aliases
 
 ROUTER_PATH = "django_pgreplica.routers.ReplicaRouter"
 MIDDLEWARE_PATH = "django_pgreplica.middleware.StickyPrimaryMiddleware"
 SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
-POSTGRES_ENGINES = ("postgresql", "postgis", "django_prometheus.db.backends.postgresql")
+POSTGRES_ENGINES = ("postgresql", "postgis")  # django-prometheus's wrapper ends the same
 MAX_CONNECT_TIMEOUT = 10
 
 _POSITIVE = ("STICKY_SECONDS", "HEALTH_CHECK_INTERVAL", "RESET_TIMEOUT")
-_NON_NEGATIVE = ("LAG_WARNING_SECONDS", "LAG_CRITICAL_SECONDS", "LAG_CRITICAL_BYTES")
+_NON_NEGATIVE = (
+    "LAG_WARNING_SECONDS",
+    "LAG_CRITICAL_SECONDS",
+    "LAG_CRITICAL_BYTES",
+    "METRICS_CACHE_SECONDS",
+)
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _replica_aliases(raw: dict[str, Any], primary: Any) -> list[Any]:
-    replicas = raw["REPLICAS"]
-    if replicas is None:
-        return [alias for alias in settings.DATABASES if alias != primary]
-    if isinstance(replicas, str):
-        return [replicas]
-    return list(replicas)
 
 
 @register()
@@ -74,6 +70,16 @@ def _check_aliases(raw: dict[str, Any]) -> list[CheckMessage]:
                 id="django_pgreplica.E002",
             )
         )
+    elif databases[primary].get("ATOMIC_REQUESTS"):
+        errors.append(
+            Warning(
+                f"DATABASES[{primary!r}] has ATOMIC_REQUESTS: every view runs inside a "
+                "transaction on the primary, so every read goes to the primary.",
+                hint="Turn ATOMIC_REQUESTS off and use transaction.atomic() where writes need "
+                "it, or mark read-only views with @transaction.non_atomic_requests.",
+                id="django_pgreplica.W008",
+            )
+        )
     if not isinstance(raw["REPLICAS"], (list, tuple, str, type(None))):
         errors.append(
             Error(
@@ -83,7 +89,7 @@ def _check_aliases(raw: dict[str, Any]) -> list[CheckMessage]:
             )
         )
         return errors
-    replicas = _replica_aliases(raw, primary)
+    replicas = replica_aliases(raw["REPLICAS"], primary)
     for alias in replicas:
         if alias == primary:
             errors.append(
@@ -166,9 +172,32 @@ def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
     max_lag = raw["MAX_LAG_SECONDS"]
     if max_lag is not None and (not _is_number(max_lag) or max_lag < 0):
         invalid("MAX_LAG_SECONDS", "a number of seconds >= 0, or None for no limit")
+    if not _is_number(raw["SAMPLE_RETENTION_HOURS"]):
+        invalid("SAMPLE_RETENTION_HOURS", "a number of hours (0 or less keeps samples forever)")
+    if raw["COOKIE_SAMESITE"] not in SAMESITE_VALUES:
+        invalid("COOKIE_SAMESITE", "one of " + ", ".join(map(repr, SAMESITE_VALUES)))
+    if raw["COOKIE_SECURE"] not in (None, True, False):
+        invalid("COOKIE_SECURE", "True, False, or None to follow SESSION_COOKIE_SECURE")
+    for key in ("COOKIE_NAME", "HEADER_NAME"):
+        if not isinstance(raw[key], str) or not raw[key]:
+            invalid(key, "a non-empty string")
+    if not isinstance(raw["REPLICA_APPLICATION_NAMES"], dict):
+        invalid("REPLICA_APPLICATION_NAMES", "a dict of replica alias -> application_name")
     threshold = raw["FAILURE_THRESHOLD"]
     if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
         invalid("FAILURE_THRESHOLD", "an integer >= 1")
+    secure = raw["COOKIE_SECURE"]
+    if secure is None:
+        secure = getattr(settings, "SESSION_COOKIE_SECURE", False)
+    if raw["COOKIE_SAMESITE"] == "None" and not secure:
+        errors.append(
+            Warning(
+                "PGREPLICA['COOKIE_SAMESITE'] is 'None' but the token cookie is not Secure: "
+                "browsers drop it, and clients lose read-your-writes across requests.",
+                hint="Set PGREPLICA['COOKIE_SECURE'] = True (HTTPS only) or use 'Lax'.",
+                id="django_pgreplica.W009",
+            )
+        )
     warn, crit = raw["LAG_WARNING_SECONDS"], raw["LAG_CRITICAL_SECONDS"]
     if _is_number(warn) and _is_number(crit) and warn > crit:
         errors.append(

@@ -6,12 +6,15 @@ Values are parsed once per settings change (``setting_changed`` clears the cache
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
+
+logger = logging.getLogger("django_pgreplica.conf")
 
 ReadYourWrites = Literal["lsn", "time", "off"]
 READ_YOUR_WRITES_MODES: tuple[str, ...] = ("lsn", "time", "off")
@@ -56,7 +59,7 @@ class Settings:
     cookie_name: str
     header_name: str
     cookie_secure: bool
-    cookie_samesite: str | None
+    cookie_samesite: str | bool | None
     metrics_cache_seconds: float
     sample_retention_hours: float
     raw: Mapping[str, Any] = field(repr=False, compare=False)
@@ -67,7 +70,8 @@ class Settings:
         return "HTTP_" + self.header_name.upper().replace("-", "_")
 
 
-def _replicas(value: Any, primary: str) -> tuple[str, ...]:
+def replica_aliases(value: Any, primary: Any) -> tuple[str, ...]:
+    """``REPLICAS`` as a tuple of aliases; None means every other DATABASES alias."""
     if value is None:
         return tuple(alias for alias in django_settings.DATABASES if alias != primary)
     if isinstance(value, str):
@@ -84,31 +88,74 @@ def raw_settings() -> dict[str, Any]:
     return merged
 
 
+SAMESITE_VALUES = ("Lax", "Strict", "None", None, False)
+
+
+class _Reader:
+    """Reads values off the raw settings; an invalid one falls back to its default.
+
+    ``manage.py check`` reports it (django_pgreplica.E006); a server started without the
+    checks keeps serving with the default instead of failing every read.
+    """
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+
+    def _fallback(self, key: str) -> Any:
+        logger.error(
+            "PGREPLICA[%r] = %r is invalid (see manage.py check); using the default %r",
+            key,
+            self.raw[key],
+            DEFAULTS[key],
+        )
+        return DEFAULTS[key]
+
+    def number(self, key: str, cast: type[float] | type[int] = float) -> Any:
+        value = self.raw[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            value = self._fallback(key)
+        return cast(value)
+
+    def optional_number(self, key: str) -> float | None:
+        return None if self.raw[key] is None else self.number(key)
+
+    def choice(self, key: str, allowed: tuple[Any, ...]) -> Any:
+        value = self.raw[key]
+        return value if value in allowed else self._fallback(key)
+
+    def text(self, key: str) -> str:
+        value = self.raw[key]
+        return value if isinstance(value, str) and value else str(self._fallback(key))
+
+
 def _build() -> Settings:
     raw = raw_settings()
+    read = _Reader(raw)
     primary = str(raw["PRIMARY"])
-    max_lag = raw["MAX_LAG_SECONDS"]
     secure = raw["COOKIE_SECURE"]
-    if secure is None:
+    if not isinstance(secure, bool):
         secure = bool(getattr(django_settings, "SESSION_COOKIE_SECURE", False))
+    replicas = raw["REPLICAS"]
+    if not isinstance(replicas, (list, tuple, str, type(None))):
+        replicas = read._fallback("REPLICAS")
     return Settings(
         primary=primary,
-        replicas=_replicas(raw["REPLICAS"], primary),
-        read_your_writes=str(raw["READ_YOUR_WRITES"]),
-        sticky_seconds=float(raw["STICKY_SECONDS"]),
-        max_lag_seconds=None if max_lag is None else float(max_lag),
-        health_check_interval=float(raw["HEALTH_CHECK_INTERVAL"]),
-        failure_threshold=int(raw["FAILURE_THRESHOLD"]),
-        reset_timeout=float(raw["RESET_TIMEOUT"]),
-        lag_warning_seconds=float(raw["LAG_WARNING_SECONDS"]),
-        lag_critical_seconds=float(raw["LAG_CRITICAL_SECONDS"]),
-        lag_critical_bytes=int(raw["LAG_CRITICAL_BYTES"]),
-        cookie_name=str(raw["COOKIE_NAME"]),
-        header_name=str(raw["HEADER_NAME"]),
-        cookie_secure=bool(secure),
-        cookie_samesite=raw["COOKIE_SAMESITE"],
-        metrics_cache_seconds=float(raw["METRICS_CACHE_SECONDS"]),
-        sample_retention_hours=float(raw["SAMPLE_RETENTION_HOURS"]),
+        replicas=replica_aliases(replicas, primary),
+        read_your_writes=read.choice("READ_YOUR_WRITES", READ_YOUR_WRITES_MODES),
+        sticky_seconds=read.number("STICKY_SECONDS"),
+        max_lag_seconds=read.optional_number("MAX_LAG_SECONDS"),
+        health_check_interval=read.number("HEALTH_CHECK_INTERVAL"),
+        failure_threshold=max(1, read.number("FAILURE_THRESHOLD", int)),
+        reset_timeout=read.number("RESET_TIMEOUT"),
+        lag_warning_seconds=read.number("LAG_WARNING_SECONDS"),
+        lag_critical_seconds=read.number("LAG_CRITICAL_SECONDS"),
+        lag_critical_bytes=read.number("LAG_CRITICAL_BYTES", int),
+        cookie_name=read.text("COOKIE_NAME"),
+        header_name=read.text("HEADER_NAME"),
+        cookie_secure=secure,
+        cookie_samesite=read.choice("COOKIE_SAMESITE", SAMESITE_VALUES),
+        metrics_cache_seconds=read.number("METRICS_CACHE_SECONDS"),
+        sample_retention_hours=read.number("SAMPLE_RETENTION_HOURS"),
         raw=raw,
     )
 

@@ -58,7 +58,7 @@ def attach_token(response: HttpResponseBase, state: RoutingState, settings: Sett
         max_age=max(1, int(settings.sticky_seconds + 0.999)),
         secure=settings.cookie_secure,
         httponly=True,
-        samesite=settings.cookie_samesite,  # type: ignore[arg-type]  # validated by checks
+        samesite=settings.cookie_samesite,  # type: ignore[arg-type]  # one of SAMESITE_VALUES
     )
     response[settings.header_name] = value
 

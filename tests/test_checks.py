@@ -51,6 +51,13 @@ def test_checks_are_registered_with_manage_py_check() -> None:
         ({"FAILURE_THRESHOLD": 2.5}, "django_pgreplica.E006"),
         ({"RESET_TIMEOUT": -3}, "django_pgreplica.E006"),
         ({"LAG_CRITICAL_BYTES": -1}, "django_pgreplica.E006"),
+        ({"METRICS_CACHE_SECONDS": "5s"}, "django_pgreplica.E006"),
+        ({"SAMPLE_RETENTION_HOURS": "a day"}, "django_pgreplica.E006"),
+        ({"COOKIE_SAMESITE": "bogus"}, "django_pgreplica.E006"),
+        ({"COOKIE_SECURE": "yes"}, "django_pgreplica.E006"),
+        ({"COOKIE_NAME": ""}, "django_pgreplica.E006"),
+        ({"REPLICA_APPLICATION_NAMES": ["replica1"]}, "django_pgreplica.E006"),
+        ({"COOKIE_SAMESITE": "None", "COOKIE_SECURE": False}, "django_pgreplica.W009"),
         ({"STICKY_SECOND": 5}, "django_pgreplica.W001"),
         ({"REPLICAS": []}, "django_pgreplica.W006"),
         ({"LAG_WARNING_SECONDS": 60, "LAG_CRITICAL_SECONDS": 30}, "django_pgreplica.W007"),
@@ -114,3 +121,29 @@ def test_every_message_has_a_hint() -> None:
 
 class MyRouter(ReplicaRouter):
     pass
+
+
+def test_atomic_requests_on_the_primary() -> None:
+    databases = {alias: dict(config) for alias, config in settings.DATABASES.items()}
+    databases["default"]["ATOMIC_REQUESTS"] = True
+    with override_settings(DATABASES=databases):
+        assert "django_pgreplica.W008" in ids()
+
+
+def test_samesite_none_with_a_secure_cookie_is_fine() -> None:
+    with pgreplica_settings(COOKIE_SAMESITE="None", COOKIE_SECURE=True):
+        assert ids() == set()
+
+
+def test_invalid_values_fall_back_to_defaults_at_run_time(caplog: pytest.LogCaptureFixture) -> None:
+    """A server started without the checks keeps routing instead of failing every read."""
+    from django_pgreplica.conf import get_settings
+
+    with pgreplica_settings(
+        METRICS_CACHE_SECONDS="5s", COOKIE_SAMESITE="bogus", READ_YOUR_WRITES="always"
+    ):
+        current = get_settings()
+    assert current.metrics_cache_seconds == 5.0
+    assert current.cookie_samesite == "Lax"
+    assert current.read_your_writes == "lsn"
+    assert "METRICS_CACHE_SECONDS" in caplog.text
