@@ -59,7 +59,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql as pgsql
 
-from .lsn import parse_lsn, record_end_lsn
+from .lsn import WAL_POSITION_SQL, parse_lsn, record_end_lsn, wal_target
 
 logger = logging.getLogger(__name__)
 
@@ -858,12 +858,8 @@ class Cluster:
 
     def wait_replayed(self, timeout: float = 10, names: Sequence[str] | None = None) -> None:
         """Wait until replicas have replayed the primary's current WAL insert position."""
-        row = self._query(
-            self.primary,
-            "SELECT pg_current_wal_insert_lsn()::text, current_setting('wal_block_size')::int, "
-            "pg_size_bytes(current_setting('wal_segment_size'))",
-        )
-        target = record_end_lsn(parse_lsn(row[0]), row[1], row[2])
+        row = self._query(self.primary, WAL_POSITION_SQL)
+        target = wal_target(row)
         deadline = time.monotonic() + timeout
         for name in names if names is not None else self._recovering_replicas():
             while True:

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from django.core import signing
 from django.db import connections
 
-from .conf import get_settings
-from .lsn import format_lsn, parse_lsn, record_end_lsn
+from .conf import Settings, get_settings
+from .lsn import WAL_POSITION_SQL, format_lsn, parse_lsn, wal_target
 
 if TYPE_CHECKING:
     from .health import ReplicaHealth
@@ -95,6 +95,7 @@ class RoutingState:
     token_asked: set[str] = field(default_factory=set)  # replicas asked for their position
     failed: set[str] = field(default_factory=set)  # replicas that failed in this scope
     primary_connection: tuple[int, Any] | None = None  # (thread id, wrapper): router cache
+    issued: ConsistencyToken | None = None  # token handed out since the last write
 
     @property
     def replica(self) -> str | None:
@@ -103,6 +104,7 @@ class RoutingState:
     def mark_write(self) -> None:
         self.wrote = True
         self.wrote_at = time.time()
+        self.issued = None
 
 
 _state: ContextVar[RoutingState | None] = ContextVar("django_pgreplica_state", default=None)
@@ -228,13 +230,6 @@ class use_primary:
         return inner
 
 
-WAL_POSITION_SQL = """
-SELECT pg_current_wal_insert_lsn()::text,
-       current_setting('wal_block_size')::int,
-       pg_size_bytes(current_setting('wal_segment_size'))
-"""
-
-
 def current_wal_lsn(primary: str) -> int:
     """The end of the primary's last WAL record: every write committed so far lies before it.
 
@@ -248,7 +243,7 @@ def current_wal_lsn(primary: str) -> int:
         row = cursor.fetchone()
     if row is None or row[0] is None:  # pragma: no cover - the primary always has one
         raise RuntimeError("pg_current_wal_insert_lsn() returned NULL")
-    return record_end_lsn(parse_lsn(row[0]), int(row[1]), int(row[2]))
+    return wal_target(row)
 
 
 def outgoing_token(state: RoutingState) -> ConsistencyToken | None:
@@ -263,6 +258,18 @@ def outgoing_token(state: RoutingState) -> ConsistencyToken | None:
         return None
     if not state.wrote:
         return state.token
+    if state.issued is not None:  # e.g. many tasks published after one write
+        return state.issued
+    token = _fresh_token(settings, state)
+    # Inside a transaction the position lies before the coming commit record: good enough
+    # for that message, not for a later one sent after the commit.
+    if not connections[settings.primary].in_atomic_block:
+        state.issued = token
+    return token
+
+
+def _fresh_token(settings: Settings, state: RoutingState) -> ConsistencyToken:
+    mode = settings.read_your_writes
     written_at = state.wrote_at or time.time()
     if mode == "time":
         return ConsistencyToken(written_at=written_at)

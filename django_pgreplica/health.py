@@ -124,7 +124,7 @@ class ReplicaHealth:
     # -- outcomes ------------------------------------------------------------------------
     def record_failure(self, error: BaseException | str) -> None:
         now = self.clock()
-        message = _one_line(error)
+        message = one_line(error)
         self._ok_until = 0.0
         self.last = ProbeResult(ok=False, checked_at=now, error=message)
         if self.breaker.record_failure(now):
@@ -227,9 +227,10 @@ def close_quietly(alias: str) -> None:
         conn.connection = None
 
 
-def _one_line(error: BaseException | str) -> str:
+def one_line(error: BaseException | str) -> str:
+    """The first line of an error, for logs and reports."""
     text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+    return text.splitlines()[0].strip()
 
 
 class HealthRegistry:

@@ -5,7 +5,14 @@ No Django imports: the cluster tool uses this module too.
 
 from __future__ import annotations
 
-from typing import overload
+from collections.abc import Sequence
+from typing import Any, overload
+
+# The primary's insert position plus what record_end_lsn() needs to interpret it.
+WAL_POSITION_SQL = (
+    "SELECT pg_current_wal_insert_lsn()::text, current_setting('wal_block_size')::int, "
+    "pg_size_bytes(current_setting('wal_segment_size'))"
+)
 
 # XLOG page header sizes (access/xlog_internal.h): a segment's first page has the long one.
 SHORT_PAGE_HEADER = 24
@@ -46,3 +53,9 @@ def record_end_lsn(lsn: int, wal_block_size: int = 8192, wal_segment_size: int =
     if offset == LONG_PAGE_HEADER and lsn % wal_segment_size == LONG_PAGE_HEADER:
         return lsn - LONG_PAGE_HEADER
     return lsn
+
+
+def wal_target(row: Sequence[Any]) -> int:
+    """The position a replica must replay to show every commit, from a WAL_POSITION_SQL row."""
+    lsn, block_size, segment_size = row
+    return record_end_lsn(parse_lsn(str(lsn)), int(block_size), int(segment_size))

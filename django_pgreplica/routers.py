@@ -77,14 +77,11 @@ def _connectable(alias: str, state: RoutingState) -> bool:
 
 
 def choose_replica(settings: Settings, state: RoutingState, now: float) -> str | None:
-    candidates = [
-        alias
-        for alias in settings.replicas
-        if alias not in state.failed and get_health(alias).usable(now)
-    ]
+    """A random eligible replica; replicas after the first good one are not even probed."""
+    candidates = [alias for alias in settings.replicas if alias not in state.failed]
     random.shuffle(candidates)
     for alias in candidates:
-        if _connectable(alias, state):
+        if get_health(alias).usable(now) and _connectable(alias, state):
             return alias
     return None
 

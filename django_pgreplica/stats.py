@@ -8,6 +8,7 @@ prometheus_client and works without it installed.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import Counter, defaultdict
 
 # Why a read went where it did (the ``reason`` label of django_pgreplica_reads_total).
@@ -29,17 +30,21 @@ READ_REASONS = (
     REASON_FALLBACK,
 )
 
-# Each thread counts reads in its own dict (no lock on the hot path); readers sum them.
-_per_thread: list[defaultdict[tuple[str, str], int]] = []
+# Each thread counts reads in its own dict (no lock on the hot path); readers sum them and
+# fold the counts of finished threads into _retired, so thread-per-request servers don't
+# grow the list forever.
+Counts = defaultdict[tuple[str, str], int]
+_per_thread: list[tuple[weakref.ref[threading.Thread], Counts]] = []
+_retired: Counter[tuple[str, str]] = Counter()
 _lock = threading.Lock()
 _fallbacks: Counter[str] = Counter()
 
 
 class _ThreadCounts(threading.local):
     def __init__(self) -> None:  # runs once in each thread that counts
-        self.reads: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.reads: Counts = defaultdict(int)
         with _lock:
-            _per_thread.append(self.reads)
+            _per_thread.append((weakref.ref(threading.current_thread()), self.reads))
 
 
 per_thread = _ThreadCounts()
@@ -57,8 +62,17 @@ def count_fallback(replica: str) -> None:
 def reads() -> dict[tuple[str, str], int]:
     total: Counter[tuple[str, str]] = Counter()
     with _lock:
-        for counts in _per_thread:
-            total.update(dict(counts))  # copy first: the owner thread may be adding keys
+        alive = []
+        for ref, counts in _per_thread:
+            snapshot = dict(counts)  # copy first: the owner thread may be adding keys
+            thread = ref()
+            if thread is None or not thread.is_alive():
+                _retired.update(snapshot)  # it will never count again
+            else:
+                alive.append((ref, counts))
+                total.update(snapshot)
+        _per_thread[:] = alive
+        total.update(_retired)
     return dict(total)
 
 

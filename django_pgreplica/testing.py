@@ -30,7 +30,7 @@ import psycopg
 import pytest
 
 from django_pgreplica.cluster import Cluster, ClusterError, free_base_port
-from django_pgreplica.lsn import parse_lsn, record_end_lsn
+from django_pgreplica.lsn import WAL_POSITION_SQL, parse_lsn, wal_target
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +84,8 @@ def wait_for_replay(aliases: Sequence[str] | None = None, timeout: float = 10.0)
     Raises TimeoutError naming the first replica that does not get there in ``timeout``.
     """
     primary, replicas = _aliases()
-    lsn, block_size, segment_size = _fetch(
-        primary,
-        "SELECT pg_current_wal_insert_lsn()::text, current_setting('wal_block_size')::int, "
-        "pg_size_bytes(current_setting('wal_segment_size'))",
-    )
-    target = record_end_lsn(parse_lsn(lsn), block_size, segment_size)
+    row = _fetch(primary, WAL_POSITION_SQL)
+    lsn, target = row[0], wal_target(row)
     deadline = time.monotonic() + timeout
     for alias in replicas if aliases is None else aliases:
         while True:

@@ -171,3 +171,12 @@ def test_async_view_under_asgi_reads_its_own_writes(product: Product) -> None:
 
     with pgreplica_settings(**ONE_REPLICA, STICKY_SECONDS=60), replay_paused("replica"):
         async_to_sync(scenario)()
+
+
+@pytest.mark.urls("tests.streaming_urls")
+def test_a_streaming_body_reads_with_its_request_state(product: Product) -> None:
+    """The body is produced after the middleware returned: the request's pin must hold."""
+    response = Client().get("/stream/")
+    assert b"".join(response.streaming_content) == b"start default"
+    response.close()
+    assert "pgreplica" in response.cookies

@@ -224,3 +224,13 @@ def test_real_command_line_exit_code_and_no_traceback() -> None:
     )
     assert bad.returncode == 3
     assert "--watch" in bad.stderr
+
+
+def test_an_unexpected_error_is_unknown_not_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(replication_status, "check_replication", broken)
+    with pytest.raises(CommandError, match="boom") as raised:
+        call_command("replication_status", stdout=io.StringIO())
+    assert raised.value.returncode == 3

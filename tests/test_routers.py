@@ -254,3 +254,25 @@ def test_async_iteration_is_not_a_replica_failure() -> None:
     for alias in REPLICAS:
         assert get_health(alias).breaker.failures == 0
         assert get_health(alias).reason() is None
+
+
+def test_one_write_then_many_tokens_costs_one_position_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django_pgreplica import consistency
+
+    asked: list[str] = []
+    original = consistency.current_wal_lsn
+
+    def counting(primary: str) -> int:
+        asked.append(primary)
+        return original(primary)
+
+    monkeypatch.setattr(consistency, "current_wal_lsn", counting)
+    with scope() as state:
+        make_product()
+        tokens = {consistency.outgoing_token(state) for _ in range(5)}
+        assert len(tokens) == 1 and asked == ["default"]
+        make_product("Second")  # a new write needs a new position
+        assert consistency.outgoing_token(state) not in tokens
+        assert asked == ["default", "default"]

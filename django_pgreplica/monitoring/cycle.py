@@ -17,8 +17,9 @@ from typing import Any
 from django.db import DatabaseError
 
 from ..conf import get_settings
+from ..health import one_line
 from .evaluate import format_bytes
-from .queries import QueryRunner, django_runner, one_line
+from .queries import QueryRunner, django_runner
 from .render import format_seconds
 from .types import ReplicaReport, Report, SlotReport, Status
 

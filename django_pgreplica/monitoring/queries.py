@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import psycopg
 from django.db import InterfaceError, OperationalError, connections
 
-from ..health import PROBE_SQL, close_quietly
+from ..health import PROBE_SQL, close_quietly, one_line
 from ..lsn import parse_lsn
 from .types import (
     PrimaryObservation,
@@ -86,11 +86,6 @@ def _run(alias: str, sql: str, params: Sequence[Any] | None) -> list[Row]:
     with conn.connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [tuple(row) for row in cursor.fetchall()]
-
-
-def one_line(error: BaseException | str) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0].strip()
 
 
 # --- SQL ---------------------------------------------------------------------------------

@@ -41,12 +41,15 @@ def test_failures_open_the_circuit_and_only_a_probe_closes_it() -> None:
     clock = FakeClock()
     item = health(clock, FAILURE_THRESHOLD=2, RESET_TIMEOUT=10.0)
     probes: list[float] = []
-    item.probe = lambda: (
+
+    def fake_probe() -> bool:
         probes.append(clock.now)
-        or item.record_probe(  # type: ignore[method-assign]
+        item.record_probe(
             ProbeResult(ok=True, checked_at=clock.now, in_recovery=True, lag_seconds=0.0)
         )
-    )
+        return True
+
+    item.probe = fake_probe  # type: ignore[method-assign]
     item.record_failure("refused")
     item.record_failure("refused")
     assert not item.usable(clock.now)

@@ -148,6 +148,11 @@ class Command(BaseCommand):
                 pause(watch)
         except KeyboardInterrupt:
             self.stdout.write("")
+        except Exception as exc:
+            # Anything unexpected is UNKNOWN to a monitoring system, never WARNING (exit 1).
+            raise CommandError(
+                f"replication check failed: {exc}", returncode=int(Status.UNKNOWN)
+            ) from exc
         sys.exit(int(status))
 
     def _show(self, report: Report, *, as_json: bool, watching: bool) -> None:
