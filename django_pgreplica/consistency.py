@@ -16,6 +16,7 @@ import functools
 import inspect
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,7 +92,6 @@ class RoutingState:
     wrote_at: float | None = None
     forced: int = 0  # depth of use_primary() blocks
     chosen: ReplicaHealth | None = None  # the replica chosen for this scope
-    token_ok: set[str] = field(default_factory=set)  # replicas known to have replayed token
     token_asked: set[str] = field(default_factory=set)  # replicas asked for their position
     failed: set[str] = field(default_factory=set)  # replicas that failed in this scope
     primary_connection: tuple[int, Any] | None = None  # (thread id, wrapper): router cache
@@ -147,8 +147,9 @@ def scope(token: ConsistencyToken | None = None) -> Iterator[RoutingState]:
 
 
 def reset_state() -> None:
-    """Leave any scope this context is in (a safety net for tests)."""
+    """Leave any scope this context is in and forget writes made outside scopes (tests)."""
     _state.set(None)
+    unscoped_writes.reset()
 
 
 # Statements that never change data. Anything else seen on the primary counts as a write,
@@ -175,11 +176,61 @@ def is_write_sql(sql: str) -> bool:
 
 
 def write_detector(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-    """``execute_wrapper`` for the primary: marks the current scope as having written."""
-    state = _state.get()
-    if state is not None and isinstance(sql, str) and is_write_sql(sql):
-        state.mark_write()
+    """``execute_wrapper`` for the primary: marks the current scope as having written.
+
+    A write outside any scope (a script, a test body, ``client.force_login()``) marks the
+    process instead: see :class:`UnscopedWrites`.
+    """
+    if isinstance(sql, str) and is_write_sql(sql):
+        state = _state.get()
+        if state is None:
+            unscoped_writes.dirty = unscoped_writes.pending = True
+        else:
+            state.mark_write()
     return execute(sql, params, many, context)
+
+
+class UnscopedWrites:
+    """Writes made outside any request or task, as a WAL position every read must respect.
+
+    Code outside a scope keeps no pin, but what it wrote must not look lost to the
+    requests and tasks of the same process that come after it: a test that logs a user
+    in and then requests a page, a script that creates a row and then serves it. The
+    first routing decision after such writes reads the primary's position once; until the
+    replicas have replayed it, a replica that has not is skipped (reason ``token-wait``).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget earlier writes (tests: the previous test's flush is nothing to wait for)."""
+        self.dirty = False  # written since the position was last read
+        self.lsn: int | None = None  # position the replicas must reach
+        self.pending = False  # dirty or lsn set: the router's one cheap check
+
+    def required(self, primary: str) -> int | None:
+        """The position reads must wait for, if any (hot path: two attribute reads)."""
+        if self.dirty:
+            with self._lock:
+                if self.dirty:
+                    self.dirty = False
+                    try:
+                        self.lsn = current_wal_lsn(primary)
+                    except Exception as exc:  # primary down: nothing newer can be read
+                        logger.warning("primary %s: WAL position unreadable (%s)", primary, exc)
+                    self.pending = self.dirty or self.lsn is not None
+        return self.lsn
+
+    def passed(self, lsn: int) -> None:
+        """Every replica has replayed ``lsn``: stop checking (unless newer writes came)."""
+        if self.lsn == lsn:
+            self.lsn = None
+            self.pending = self.dirty
+
+
+unscoped_writes = UnscopedWrites()
 
 
 class use_primary:

@@ -21,7 +21,7 @@ from django.db import connections
 
 from . import stats
 from .conf import Settings, get_settings
-from .consistency import RoutingState, current_state
+from .consistency import RoutingState, current_state, unscoped_writes
 from .health import close_quietly, get_health
 from .stats import (
     REASON_ATOMIC,
@@ -86,14 +86,11 @@ def choose_replica(settings: Settings, state: RoutingState, now: float) -> str |
     return None
 
 
-def _token_replica(settings: Settings, state: RoutingState, chosen: str) -> str | None:
-    """A replica that has replayed the client's LSN token: the chosen one if it has, else
-    any other eligible one whose cached position suffices, else the chosen one after asking
-    it for its current position (once per scope: never a query per read)."""
-    token = state.token
-    assert token is not None and token.lsn is not None
-    if chosen in state.token_ok or get_health(chosen).replayed(token.lsn, refresh=False):
-        state.token_ok.add(chosen)
+def _replica_at(settings: Settings, state: RoutingState, chosen: str, lsn: int) -> str | None:
+    """A replica that has replayed ``lsn``: the chosen one if it has, else any other
+    eligible one whose known position suffices, else the chosen one after asking it for
+    its current position (once per scope: never a query per read)."""
+    if get_health(chosen).replayed(lsn, refresh=False):
         return chosen
     now = monotonic()
     for alias in settings.replicas:
@@ -101,17 +98,15 @@ def _token_replica(settings: Settings, state: RoutingState, chosen: str) -> str 
             continue
         health = get_health(alias)
         if (
-            health.replayed(token.lsn, refresh=False)
+            health.replayed(lsn, refresh=False)
             and health.usable(now)
             and _connectable(alias, state)
         ):
             state.chosen = health
-            state.token_ok.add(alias)
             return alias
     refresh = chosen not in state.token_asked
     state.token_asked.add(chosen)
-    if get_health(chosen).replayed(token.lsn, refresh=refresh):
-        state.token_ok.add(chosen)
+    if get_health(chosen).replayed(lsn, refresh=refresh):
         return chosen
     return None
 
@@ -156,12 +151,31 @@ def route_read(settings: Settings, state: RoutingState) -> tuple[str, str]:
         state.chosen = get_health(picked)
         replica = picked
 
-    if token is not None:  # an LSN token in lsn mode
-        found = _token_replica(settings, state, replica)
+    if token is None and not unscoped_writes.pending:
+        return replica, REASON_REPLICA  # the common case
+    need = None if token is None else token.lsn  # an LSN token in lsn mode
+    if unscoped_writes.pending:
+        need = _with_unscoped_writes(settings, need)
+    if need is not None:
+        found = _replica_at(settings, state, replica, need)
         if found is None:
             return primary, REASON_TOKEN_WAIT
         replica = found
     return replica, REASON_REPLICA
+
+
+def _with_unscoped_writes(settings: Settings, need: int | None) -> int | None:
+    """``need`` raised to the position of writes made outside any scope, while a replica
+    may still lack them (see consistency.UnscopedWrites)."""
+    if settings.read_your_writes == "off":
+        return need
+    floor = unscoped_writes.required(settings.primary)
+    if floor is None:
+        return need
+    if all(get_health(alias).replayed(floor, refresh=False) for alias in settings.replicas):
+        unscoped_writes.passed(floor)
+        return need
+    return floor if need is None or floor > need else need
 
 
 class ReplicaRouter:

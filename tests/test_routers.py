@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from django.db import connections, transaction
@@ -39,13 +40,25 @@ def test_writes_go_to_primary_and_reads_to_a_replica() -> None:
         assert Product.objects.get(slug="lamp").name == "Lamp"
 
 
-def test_a_read_really_comes_from_the_replica() -> None:
+def another_client_writes(cluster: Any, name: str) -> None:
+    """A write this process does not make (so it holds no claim to see it)."""
+    cluster.execute(
+        "primary",
+        "INSERT INTO shop_product (name, slug, description, price, stock) "
+        "VALUES (%s, %s, '', 1, 1)",
+        (name, name.lower()),
+        dbname=str(connections["default"].settings_dict["NAME"]),
+    )
+
+
+def test_a_read_really_comes_from_the_replica(pgreplica_cluster: Any) -> None:
     """With replay paused, a fresh row is invisible: proof the read did not hit the primary."""
     wait_for_replay()
     with pgreplica_settings(REPLICAS=["replica"]), replay_paused("replica"):
-        make_product("Hidden")
+        another_client_writes(pgreplica_cluster, "Hidden")
         with scope():
             assert not Product.objects.filter(slug="hidden").exists()
+        assert Product.objects.using("default").filter(slug="hidden").exists()
 
 
 def test_the_same_replica_serves_a_whole_request_and_load_is_spread() -> None:
@@ -158,11 +171,11 @@ def test_idle_primary_does_not_count_as_lag() -> None:
     assert health.reason() is None
 
 
-def test_max_lag_none_means_no_limit() -> None:
+def test_max_lag_none_means_no_limit(pgreplica_cluster: Any) -> None:
     wait_for_replay()
     with pgreplica_settings(MAX_LAG_SECONDS=None, REPLICAS=["replica"], HEALTH_CHECK_INTERVAL=0.1):
         with replay_paused("replica"):
-            make_product("Slow")
+            another_client_writes(pgreplica_cluster, "Slow")
             time.sleep(0.5)
             with scope():
                 assert ReplicaRouter().db_for_read(Product) == "replica"
@@ -207,8 +220,10 @@ def test_a_pending_token_costs_at_most_one_position_query_per_request(
 
 
 def test_outside_a_request_a_write_pins_nothing() -> None:
-    """Scripts and test bodies are not requests: no lasting pin, reads keep using replicas."""
+    """Scripts and test bodies are not requests: no lasting pin, reads keep using replicas
+    (once they have replayed the write)."""
     make_product()
+    wait_for_replay()
     assert ReplicaRouter().db_for_read(Product) in REPLICAS
     with transaction.atomic():  # a unit of work that needs its own writes: atomic()...
         Product.objects.filter(slug="lamp").update(stock=5)
@@ -276,3 +291,30 @@ def test_one_write_then_many_tokens_costs_one_position_query(
         make_product("Second")  # a new write needs a new position
         assert consistency.outgoing_token(state) not in tokens
         assert asked == ["default", "default"]
+
+
+def test_a_write_outside_any_scope_is_not_lost_to_later_requests() -> None:
+    """A test logging a user in, a script creating a row: the next request must see it."""
+    wait_for_replay()
+    with pgreplica_settings(REPLICAS=["replica"]):
+        with replay_paused("replica"):
+            make_product("Fresh")  # outside any scope
+            with scope():
+                assert served_by("default", Product.objects.filter(slug="fresh"))
+                assert Product.objects.filter(slug="fresh").exists()
+        wait_for_replay()
+        with scope():  # the replica has it now: back to the replica, the floor is dropped
+            assert ReplicaRouter().db_for_read(Product) == "replica"
+        with scope():
+            assert ReplicaRouter().db_for_read(Product) == "replica"
+
+
+def test_force_login_then_a_request_under_lag() -> None:
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    wait_for_replay()
+    with pgreplica_settings(REPLICAS=["replica"]), replay_paused("replica"):
+        client = Client()
+        client.force_login(User.objects.create_superuser("root", "r@example.com", "pw"))
+        assert client.get("/admin/").status_code == 200
