@@ -23,16 +23,14 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from contextvars import Token as VarToken
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.core import signing
 from django.db import connections
 
 from .conf import Settings, get_settings
+from .health import ReplicaHealth, fetch_one
 from .lsn import WAL_POSITION_SQL, format_lsn, parse_lsn, wal_target
-
-if TYPE_CHECKING:
-    from .health import ReplicaHealth
 
 logger = logging.getLogger("django_pgreplica.consistency")
 
@@ -286,15 +284,7 @@ def current_wal_lsn(primary: str) -> int:
 
     Taken after commit, so a replica that has replayed up to here shows the writes.
     """
-    conn = connections[primary]
-    conn.ensure_connection()
-    assert conn.connection is not None
-    with conn.connection.cursor() as cursor:
-        cursor.execute(WAL_POSITION_SQL)
-        row = cursor.fetchone()
-    if row is None or row[0] is None:  # pragma: no cover - the primary always has one
-        raise RuntimeError("pg_current_wal_insert_lsn() returned NULL")
-    return wal_target(row)
+    return wal_target(fetch_one(primary, WAL_POSITION_SQL))
 
 
 def outgoing_token(state: RoutingState) -> ConsistencyToken | None:

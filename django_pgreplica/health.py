@@ -162,7 +162,7 @@ class ReplicaHealth:
             return False  # another thread is probing; use the last result
         try:
             try:
-                row = _fetch_one(self.alias, PROBE_SQL)
+                row = fetch_one(self.alias, PROBE_SQL)
             except SynchronousOnlyOperation:
                 return False  # on the event loop (aiterator()): no I/O here, says nothing
             except Exception as exc:  # any failure to reach the replica counts
@@ -185,7 +185,7 @@ class ReplicaHealth:
 
     def _refresh_replay_lsn(self) -> None:
         try:
-            (replay,) = _fetch_one(self.alias, REPLAY_LSN_SQL)
+            (replay,) = fetch_one(self.alias, REPLAY_LSN_SQL)
         except SynchronousOnlyOperation:
             return
         except Exception as exc:
@@ -196,7 +196,7 @@ class ReplicaHealth:
             self.replay_lsn = lsn
 
 
-def _fetch_one(alias: str, sql: str) -> tuple[Any, ...]:
+def fetch_one(alias: str, sql: str) -> tuple[Any, ...]:
     """Run ``sql`` on the thread's connection to ``alias``, below the ORM.
 
     The raw cursor skips the execute wrappers, so a failing probe is seen as a failure
