@@ -40,7 +40,7 @@ from .monitoring import (
     check_replication,
     format_bytes,
 )
-from .monitoring.render import format_seconds
+from .monitoring.render import format_seconds, replica_state
 
 if TYPE_CHECKING:
     from django.contrib.admin import AdminSite
@@ -156,20 +156,11 @@ class Links:
 # --- report -> rows ----------------------------------------------------------------------
 
 
-def replica_state(item: ReplicaReport) -> str:
-    if not item.reachable:
-        return "down"
-    if item.in_recovery is False:
-        return "promoted"
-    state = item.state or "-"
-    return f"{state}, replay paused" if item.replay_paused else state
-
-
 def replica_row(item: ReplicaReport) -> ReplicaRow:
     return ReplicaRow(
         alias=item.alias,
         badge=status_badge(item.status, replica=True),
-        state=replica_state(item),
+        state=replica_state(item, paused="replay paused"),  # "down" is the template's
         down=not item.reachable,
         sync_state=item.sync_state or "-",
         write_lag=format_seconds(item.write_lag_seconds),

@@ -74,6 +74,7 @@ __all__ = [
     "find_bindir",
     "free_base_port",
     "main",
+    "pid_alive",
     "record_end_lsn",
 ]
 
@@ -237,7 +238,7 @@ def free_base_port(start: int, nodes: int, *, step: int = 10, tries: int = 100) 
     raise ClusterError(f"no {nodes} free ports in a row from {start}")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Alive and not a zombie (a zombie postmaster holds no port and no shared memory)."""
     try:
         os.kill(pid, 0)
@@ -264,10 +265,10 @@ def _children(pid: int) -> list[int]:
 def _wait_gone(pids: Sequence[int], timeout: float) -> list[int]:
     """Wait until none of ``pids`` is alive; return those still alive at the timeout."""
     deadline = time.monotonic() + timeout
-    alive = [pid for pid in pids if _pid_alive(pid)]
+    alive = [pid for pid in pids if pid_alive(pid)]
     while alive and time.monotonic() < deadline:
         time.sleep(0.02)
-        alive = [pid for pid in alive if _pid_alive(pid)]
+        alive = [pid for pid in alive if pid_alive(pid)]
     return alive
 
 
@@ -517,7 +518,7 @@ class Cluster:
             pid = int(first)
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def is_running(self, name: str) -> bool:
         return self.pid(name) is not None
@@ -532,7 +533,7 @@ class Cluster:
         for lockfile in (node.datadir / "postmaster.pid", socket_lock):
             with contextlib.suppress(OSError, ValueError):
                 pid = int(lockfile.read_text().split("\n", 1)[0])
-                if not _pid_alive(pid):
+                if not pid_alive(pid):
                     logger.debug("removing stale %s", lockfile)
                     lockfile.unlink()
 

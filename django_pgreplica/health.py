@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,26 +196,31 @@ class ReplicaHealth:
             self.replay_lsn = lsn
 
 
-def fetch_one(alias: str, sql: str) -> tuple[Any, ...]:
+def raw_rows(alias: str, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
     """Run ``sql`` on the thread's connection to ``alias``, below the ORM.
 
     The raw cursor skips the execute wrappers, so a failing probe is seen as a failure
-    rather than being rerouted to the primary. A broken connection is closed so the next
-    attempt reconnects.
+    rather than being rerouted to the primary, and nothing is routed. A broken connection
+    is closed so the next attempt reconnects.
     """
     conn = connections[alias]
     try:
         conn.ensure_connection()
         assert conn.connection is not None
         with conn.connection.cursor() as cursor:
-            cursor.execute(sql)
-            row = cursor.fetchone()
+            cursor.execute(sql, params)
+            return [tuple(row) for row in cursor.fetchall()]
     except Exception:
         close_quietly(alias)
         raise
-    if row is None:  # pragma: no cover - these queries always return a row
-        raise DatabaseError(f"{alias}: probe returned no row")
-    return tuple(row)
+
+
+def fetch_one(alias: str, sql: str) -> tuple[Any, ...]:
+    """The single row of ``sql`` (see :func:`raw_rows`)."""
+    rows = raw_rows(alias, sql)
+    if not rows:  # pragma: no cover - these queries always return a row
+        raise DatabaseError(f"{alias}: {sql.split()[0]} returned no row")
+    return rows[0]
 
 
 def close_quietly(alias: str) -> None:

@@ -12,19 +12,9 @@ import os
 import shutil
 from pathlib import Path
 
-from django_pgreplica.cluster import Cluster, ClusterError, free_base_port
+from django_pgreplica.cluster import Cluster, ClusterError, free_base_port, pid_alive
 
 WORKDIR = Path(__file__).resolve().parents[1] / ".pgreplica"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def private_dir(prefix: str) -> Path:
@@ -32,7 +22,7 @@ def private_dir(prefix: str) -> Path:
     WORKDIR.mkdir(exist_ok=True)
     for stale in WORKDIR.glob(f"{prefix}-*"):
         pid = stale.name.rsplit("-", 1)[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             with contextlib.suppress(ClusterError):
                 Cluster(stale).down()
             shutil.rmtree(stale, ignore_errors=True)

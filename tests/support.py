@@ -98,3 +98,16 @@ class BlackholeProxy:
 
     def close(self) -> None:
         self.listener.close()
+
+
+def record_calls(monkeypatch: Any, owner: Any, name: str) -> list[tuple[Any, ...]]:
+    """Let ``owner.name`` work as before while recording each call's arguments."""
+    calls: list[tuple[Any, ...]] = []
+    original = getattr(owner, name)
+
+    def recording(*args: Any) -> Any:
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(owner, name, recording)
+    return calls

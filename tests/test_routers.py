@@ -17,7 +17,7 @@ from django_pgreplica.routers import ReplicaRouter
 from django_pgreplica.testing import replay_paused, wait_for_replay
 from testproject.shop.models import Product
 
-from .support import REPLICA_NODES, pgreplica_settings, served_by
+from .support import REPLICA_NODES, pgreplica_settings, record_calls, served_by
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -196,14 +196,7 @@ def test_a_pending_token_costs_at_most_one_position_query_per_request(
     from django_pgreplica.consistency import ConsistencyToken, current_wal_lsn
     from django_pgreplica.health import ReplicaHealth
 
-    asked: list[str] = []
-    original = ReplicaHealth._refresh_replay_lsn
-
-    def counting(self: ReplicaHealth) -> None:
-        asked.append(self.alias)
-        original(self)
-
-    monkeypatch.setattr(ReplicaHealth, "_refresh_replay_lsn", counting)
+    calls = record_calls(monkeypatch, ReplicaHealth, "_refresh_replay_lsn")
     wait_for_replay()
     with pgreplica_settings(REPLICAS=["replica"], STICKY_SECONDS=60, HEALTH_CHECK_INTERVAL=60):
         with replay_paused("replica"):
@@ -212,11 +205,11 @@ def test_a_pending_token_costs_at_most_one_position_query_per_request(
             with scope(token):
                 for _ in range(10):
                     assert ReplicaRouter().db_for_read(Product) == "default"
-            assert asked == ["replica"]
+            assert [health.alias for (health,) in calls] == ["replica"]
         wait_for_replay()
         with scope(token):  # the next request asks again and finds the write replayed
             assert ReplicaRouter().db_for_read(Product) == "replica"
-        assert asked == ["replica", "replica"]
+        assert [health.alias for (health,) in calls] == ["replica", "replica"]
 
 
 def test_outside_a_request_a_write_pins_nothing() -> None:
@@ -276,21 +269,14 @@ def test_one_write_then_many_tokens_costs_one_position_query(
 ) -> None:
     from django_pgreplica import consistency
 
-    asked: list[str] = []
-    original = consistency.current_wal_lsn
-
-    def counting(primary: str) -> int:
-        asked.append(primary)
-        return original(primary)
-
-    monkeypatch.setattr(consistency, "current_wal_lsn", counting)
+    calls = record_calls(monkeypatch, consistency, "current_wal_lsn")
     with scope() as state:
         make_product()
         tokens = {consistency.outgoing_token(state) for _ in range(5)}
-        assert len(tokens) == 1 and asked == ["default"]
+        assert len(tokens) == 1 and calls == [("default",)]
         make_product("Second")  # a new write needs a new position
         assert consistency.outgoing_token(state) not in tokens
-        assert asked == ["default", "default"]
+        assert calls == [("default",), ("default",)]
 
 
 def test_a_write_outside_any_scope_is_not_lost_to_later_requests() -> None:

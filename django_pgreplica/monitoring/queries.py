@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import psycopg
 from django.db import InterfaceError, OperationalError, connections
 
-from ..health import PROBE_SQL, close_quietly, one_line
+from ..health import PROBE_SQL, one_line, raw_rows
 from ..lsn import parse_lsn
 from .types import (
     PrimaryObservation,
@@ -66,26 +66,12 @@ def django_runner(alias: str, sql: str, params: Sequence[Any] | None = None) -> 
     conn = connections[alias]
     reused = conn.connection is not None
     try:
-        return _run(alias, sql, params)
+        return raw_rows(alias, sql, params)
     except _CONNECTION_ERRORS as exc:
-        close_quietly(alias)
         if not reused:
             raise
         logger.debug("%s: stale connection (%s); reconnecting", alias, one_line(exc))
-    try:
-        return _run(alias, sql, params)
-    except Exception:
-        close_quietly(alias)
-        raise
-
-
-def _run(alias: str, sql: str, params: Sequence[Any] | None) -> list[Row]:
-    conn = connections[alias]
-    conn.ensure_connection()
-    assert conn.connection is not None
-    with conn.connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return [tuple(row) for row in cursor.fetchall()]
+    return raw_rows(alias, sql, params)
 
 
 # --- SQL ---------------------------------------------------------------------------------

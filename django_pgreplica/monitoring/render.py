@@ -98,13 +98,14 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     ]
 
 
-def _state(item: ReplicaReport) -> str:
+def replica_state(item: ReplicaReport, paused: str = "paused") -> str:
+    """One word or two for a replica's state: down, promoted, streaming, paused..."""
     if not item.reachable:
         return "down" if item.state is None else f"down ({item.state})"
     if item.in_recovery is False:
         return "promoted"
     state = item.state or "-"
-    return f"{state}, paused" if item.replay_paused else state
+    return f"{state}, {paused}" if item.replay_paused else state
 
 
 def _yes(value: bool) -> str:
@@ -130,7 +131,7 @@ def replica_lines(replicas: Sequence[ReplicaReport]) -> list[str]:
         [
             item.alias,
             item.status.name,
-            _state(item),
+            replica_state(item),
             item.sync_state or "-",
             format_seconds(item.write_lag_seconds),
             format_seconds(item.flush_lag_seconds),
