@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from django_pgreplica.cluster import Cluster, free_base_port  # noqa: E402
+from django_pgreplica.testing.cluster import Cluster, free_base_port  # noqa: E402
 
 MODES: dict[str, dict[str, str]] = {
     "fresh": {"PGREPLICA_BENCH_CONN_MAX_AGE": "0", "PGREPLICA_BENCH_HEALTH_CHECKS": "0"},

@@ -53,7 +53,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.loadclient import READ_KINDS, Sample, ShopClient, run_clients  # noqa: E402
-from django_pgreplica.cluster import (  # noqa: E402
+from django_pgreplica.testing.cluster import (  # noqa: E402
     Cluster,
     ClusterError,
     find_bindir,

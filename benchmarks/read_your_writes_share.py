@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     args = parser.parse_args()
 
-    from django_pgreplica.cluster import Cluster
+    from django_pgreplica.testing.cluster import Cluster
 
     cluster = Cluster(ROOT / ".pgreplica" / "bench-ryw", port=args.port, replicas=1)
     cluster.up()

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from django_pgreplica.cluster import Cluster, free_base_port  # noqa: E402
+from django_pgreplica.testing.cluster import Cluster, free_base_port  # noqa: E402
 
 VARIANTS = ("plain", "pgreplica")
 BLOCKS = 10  # each endpoint's requests are spread over this many interleaved blocks
@@ -100,7 +100,7 @@ def run_child(variant: str, requests: int, order_id: int, slug: str) -> dict[str
     app = get_wsgi_application()
     token = fresh_token() if variant == "pgreplica" else "ignored"
     if variant == "pgreplica":
-        from django_pgreplica.testing import wait_for_replay
+        from django_pgreplica.testing.plugin import wait_for_replay
 
         wait_for_replay()
     status: list[str] = []

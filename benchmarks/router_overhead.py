@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=65432)
     args = parser.parse_args()
 
-    from django_pgreplica.cluster import Cluster
+    from django_pgreplica.testing.cluster import Cluster
 
     cluster = Cluster(ROOT / ".pgreplica" / "bench", port=args.port, replicas=1)
     cluster.up()

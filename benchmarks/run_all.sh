@@ -27,7 +27,7 @@ for dir in .pgreplica/bench .pgreplica/bench-ryw; do
 done
 cleanup() {
     for dir in "${owned[@]}"; do
-        "$PY" -m django_pgreplica.cluster down --dir "$dir" 2>/dev/null || true
+        "$PY" -m django_pgreplica.testing.cluster down --dir "$dir" 2>/dev/null || true
     done
 }
 trap cleanup EXIT

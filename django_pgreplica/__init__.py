@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .consistency import use_primary
+from .consistency import scope, use_primary
 
-__all__ = ["use_primary"]
+__all__ = ["scope", "use_primary"]
 __version__ = "0.1.0"

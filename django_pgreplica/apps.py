@@ -15,7 +15,7 @@ def install_wrappers(sender: Any, connection: Any, **kwargs: Any) -> None:
     """
     from .conf import get_settings
     from .consistency import write_detector
-    from .fallback import replica_fallback
+    from .routing.fallback import replica_fallback
 
     settings = get_settings()
     if connection.alias == settings.primary:
@@ -39,13 +39,13 @@ class PgReplicaConfig(AppConfig):
         connection_created.connect(install_wrappers, dispatch_uid="django_pgreplica.wrappers")
         # Optional integrations, each only when its library is installed.
         if _installed("prometheus_client"):
-            from . import metrics
+            from .contrib import prometheus
 
-            metrics.register()
+            prometheus.register()
         if _installed("celery"):
-            from . import celery_signals
+            from .contrib import celery
 
-            celery_signals.connect()
+            celery.connect()
 
 
 def _installed(module: str) -> bool:

@@ -1,7 +1,7 @@
 """Settings for the demo shop that exercises django-pgreplica.
 
 Everything environment-specific comes from environment variables so the same file serves
-the local cluster (``python -m django_pgreplica.cluster env`` prints the exports), docker
+the local cluster (``python -m django_pgreplica.testing.cluster env`` prints the exports), docker
 compose and the test suite. Defaults match ``scripts/demo``: a primary on 127.0.0.1:61432
 and two streaming replicas on 61433/61434.
 """

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from django_pgreplica.cluster import Cluster, ClusterError, free_base_port, pid_alive
+from django_pgreplica.testing.cluster import Cluster, ClusterError, free_base_port, pid_alive
 
 WORKDIR = Path(__file__).resolve().parents[1] / ".pgreplica"
 

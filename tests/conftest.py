@@ -4,13 +4,37 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from django_pgreplica.clock import FakeClock
+
 # Starts (or reuses) the test cluster and points every database alias at it.
-pytest_plugins = ["django_pgreplica.testing"]
+pytest_plugins = ["django_pgreplica.testing.plugin"]
 
 TEST_QUEUE = "pgreplica-tests"
+
+
+HERE = Path(__file__).parent
+# Each folder's tests need the same things: unit nothing, integration a real cluster (and
+# Redis for the Celery ones), ops the repository's files and tools.
+FOLDER_MARKERS = {"unit": "unit", "integration": "integration", "ops": "ops"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parts = Path(item.path).relative_to(HERE).parts
+        marker = FOLDER_MARKERS.get(parts[0]) if len(parts) > 1 else None
+        if marker is not None:
+            item.add_marker(marker)
+
+
+@pytest.fixture
+def clock() -> Iterator[FakeClock]:
+    """A fake clock installed for routing, tokens and breakers: advance it, don't sleep."""
+    with FakeClock() as fake:
+        yield fake
 
 
 @pytest.fixture(autouse=True)

@@ -72,7 +72,7 @@ class RoleRunner:
 @contextmanager
 def login_role(name: str, *grants: str) -> Iterator[str]:
     """A LOGIN role created on the primary (replicas receive it), dropped afterwards."""
-    from django_pgreplica.testing import wait_for_replay
+    from django_pgreplica.testing.plugin import wait_for_replay
 
     with connections["default"].cursor() as cursor:
         cursor.execute(f'DROP ROLE IF EXISTS "{name}"')

@@ -13,6 +13,7 @@ from django.db import connections
 from django.test import override_settings
 
 from django_pgreplica import consistency, health
+from django_pgreplica.db import close_quietly
 
 REPLICA_NODES = {"replica": "replica1", "replica2": "replica2"}  # alias -> cluster node
 
@@ -26,7 +27,7 @@ def reset_routing() -> None:
     consistency.reset_state()
     health.registry.reset()
     for alias in connections:
-        health.close_quietly(alias)
+        close_quietly(alias)
 
 
 def served_by(alias: str, query: Any) -> bool:

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 
 from ..conf import Settings, get_settings
 from ..health import circuit_state
-from .evaluate import build_report, format_bytes, match_standbys
+from .evaluate import build_report, match_standbys
 from .queries import QueryRunner, django_runner, observe_primary, observe_replica
 from .render import render_text, report_to_dict
 from .types import (
@@ -60,7 +60,6 @@ __all__ = [
     "build_report",
     "check_replication",
     "django_runner",
-    "format_bytes",
     "match_standbys",
     "render_text",
     "report_to_dict",

@@ -6,9 +6,9 @@ code, so a deliberate deviation (a laptop-sized ``wal_keep_size``) does not page
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
+from ..units import pg_setting_bytes, pg_setting_seconds
 from .types import AuditFinding, PrimaryObservation, ReplicaObservation, ServerSetting
 
 RECOMMENDED_WAL_KEEP_SIZE = 2048 * 1024 * 1024  # seed: 2GB
@@ -22,39 +22,10 @@ MUST_NOT_BE_LOWER_ON_STANDBY = (
     "max_locks_per_transaction",
 )
 
-_SIZE_UNITS = {"B": 1, "kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-_TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
-
 
 def recommended_wal_senders(replicas: int) -> int:
     """The seed's rule of thumb: replicas * 2 + 1 (reconnects and a base backup fit)."""
     return replicas * 2 + 1
-
-
-def setting_bytes(item: ServerSetting) -> int | None:
-    """A size setting in bytes (-1 stays -1: "no limit"); None when not a size."""
-    match = re.fullmatch(r"(\d*)\s*(B|kB|MB|GB|TB)", item.unit or "B")
-    try:
-        value = int(item.setting)
-    except ValueError:
-        return None
-    if match is None:
-        return None
-    if value < 0:
-        return value
-    return value * int(match[1] or 1) * _SIZE_UNITS[match[2]]
-
-
-def setting_seconds(item: ServerSetting) -> float | None:
-    """A time setting in seconds (-1 stays -1: "wait forever"); None when not a time."""
-    try:
-        value = float(item.setting)
-    except ValueError:
-        return None
-    factor = _TIME_UNITS.get(item.unit or "s")
-    if factor is None:
-        return None
-    return value if value < 0 else value * factor
 
 
 def _int(item: ServerSetting | None) -> int | None:
@@ -123,7 +94,7 @@ def _audit_primary(primary: PrimaryObservation, replica_count: int) -> list[Audi
                 )
             )
     keep = conf.get("wal_keep_size")
-    keep_bytes = setting_bytes(keep) if keep is not None else None
+    keep_bytes = pg_setting_bytes(keep.setting, keep.unit) if keep is not None else None
     if keep is not None and keep_bytes is not None and keep_bytes < RECOMMENDED_WAL_KEEP_SIZE:
         found.append(
             AuditFinding(
@@ -137,7 +108,8 @@ def _audit_primary(primary: PrimaryObservation, replica_count: int) -> list[Audi
             )
         )
     slot_keep = conf.get("max_slot_wal_keep_size")
-    if primary.slots and slot_keep is not None and setting_bytes(slot_keep) == -1:
+    unlimited = slot_keep is not None and pg_setting_bytes(slot_keep.setting, slot_keep.unit) == -1
+    if primary.slots and unlimited:
         found.append(
             AuditFinding(
                 "W105",
@@ -211,7 +183,7 @@ def _audit_replica(obs: ReplicaObservation, primary: PrimaryObservation) -> list
         if item is not None and item.setting != "on":
             found.append(AuditFinding(code, node, f"{name} is off: {why}.", name, "off", "on"))
     delay = conf.get("max_standby_streaming_delay")
-    seconds = setting_seconds(delay) if delay is not None else None
+    seconds = pg_setting_seconds(delay.setting, delay.unit) if delay is not None else None
     # -1 waits forever; above 30s a long replica query holds replay back that long.
     if delay is not None and seconds is not None and not 0 <= seconds <= MAX_STANDBY_DELAY:
         found.append(

@@ -17,10 +17,10 @@ from typing import Any
 from django.db import DatabaseError
 
 from ..conf import get_settings
-from ..health import one_line
-from .evaluate import format_bytes
+from ..db import one_line
+from ..units import format_bytes, format_seconds
 from .queries import QueryRunner, django_runner
-from .render import format_seconds
+from .render import report_to_dict
 from .types import ReplicaReport, Report, SlotReport, Status
 
 logger = logging.getLogger("django_pgreplica.monitoring")
@@ -119,7 +119,7 @@ def send_alerts(report: Report, previous: dict[str, Status]) -> int:
 
 def previous_statuses(primary: str, aliases: Sequence[str]) -> dict[str, Status]:
     """Each alias's status in its newest stored sample (read on the primary: exact)."""
-    from ..models import ReplicationSample
+    from .samples import ReplicationSample
 
     rows = (
         ReplicationSample.objects.using(primary)
@@ -132,7 +132,7 @@ def previous_statuses(primary: str, aliases: Sequence[str]) -> dict[str, Status]
 
 
 def store_samples(report: Report, primary: str) -> int:
-    from ..models import ReplicationSample
+    from .samples import ReplicationSample
 
     samples = [
         ReplicationSample(
@@ -155,34 +155,13 @@ def store_samples(report: Report, primary: str) -> int:
 
 
 def prune_samples(primary: str, retention_hours: float, now: datetime) -> int:
-    from ..models import ReplicationSample
+    from .samples import ReplicationSample
 
     if retention_hours <= 0:
         return 0
     cutoff = now - timedelta(hours=retention_hours)
     deleted, _ = ReplicationSample.objects.using(primary).filter(taken_at__lt=cutoff).delete()
     return deleted
-
-
-def summary(report: Report, **extra: Any) -> dict[str, Any]:
-    """JSON-able: the Celery result of the task."""
-    return {
-        "status": report.status.name,
-        "checked_at": report.checked_at.isoformat(),
-        "primary": {"alias": report.primary.alias, "reachable": report.primary.reachable},
-        "replicas": {
-            item.alias: {
-                "status": item.status.name,
-                "lag_seconds": item.lag_seconds,
-                "lag_bytes": item.lag_bytes,
-                "circuit_state": item.circuit_state.label,
-                "reasons": list(item.reasons),
-            }
-            for item in report.replicas
-        },
-        "slots": {item.slot_name: item.status.name for item in report.slots},
-        **extra,
-    }
 
 
 def run_cycle(*, run: QueryRunner = django_runner, now: datetime | None = None) -> dict[str, Any]:
@@ -210,6 +189,10 @@ def run_cycle(*, run: QueryRunner = django_runner, now: datetime | None = None) 
         except DatabaseError as exc:
             errors.append(f"storing samples: {one_line(exc)}")
             logger.warning("replication samples not stored on %s: %s", primary, one_line(exc))
-    return summary(
-        report, alerts=alerts, samples_stored=stored, samples_deleted=deleted, errors=errors
-    )
+    return {
+        **report_to_dict(report),
+        "alerts": alerts,
+        "samples_stored": stored,
+        "samples_deleted": deleted,
+        "errors": errors,
+    }

@@ -27,9 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..breaker import CircuitState
-from ..health import ProbeResult
-from ..health import evaluate as router_reason
+from ..health.breaker import CircuitState
+from ..health.verdict import ineligibility_reason
+from ..units import format_bytes
 from .audit import audit
 from .types import (
     PrimaryObservation,
@@ -167,14 +167,14 @@ def evaluate_replica(
     elif circuit is CircuitState.HALF_OPEN:
         problems.append((Status.WARNING, "circuit half-open: awaiting a trial probe"))
 
-    probe = ProbeResult(
-        ok=obs.reachable,
-        checked_at=0.0,
+    router_reason = ineligibility_reason(
+        reachable=obs.reachable,
         in_recovery=obs.in_recovery,
         lag_seconds=lag_seconds,
+        max_lag_seconds=max_lag_seconds,
         error=obs.error,
     )
-    healthy = router_reason(probe, max_lag_seconds) is None and circuit is CircuitState.CLOSED
+    healthy = router_reason is None and circuit is CircuitState.CLOSED
     return ReplicaReport(
         alias=obs.alias,
         status=max((level for level, _ in problems), default=Status.OK),
@@ -364,15 +364,3 @@ def build_report(
         unmatched_standbys=unmatched,
         messages=tuple(messages),
     )
-
-
-def format_bytes(value: int | None) -> str:
-    """1536 -> '1.5 KiB'; None -> '-'."""
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover

@@ -25,7 +25,8 @@ from typing import Any, Protocol
 import psycopg
 from django.db import InterfaceError, OperationalError, connections
 
-from ..health import PROBE_SQL, one_line, raw_rows
+from ..db import one_line, raw_rows
+from ..health.probe import PROBE_SQL
 from ..lsn import parse_lsn
 from .types import (
     PrimaryObservation,

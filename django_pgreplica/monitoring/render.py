@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from ..lsn import format_lsn
-from .evaluate import format_bytes
+from ..units import format_bytes, format_seconds
 from .types import AuditFinding, ReplicaReport, Report, SlotReport, StandbyRow
 
 
@@ -82,12 +82,6 @@ def report_to_dict(report: Report) -> dict[str, Any]:
 
 
 # --- text ----------------------------------------------------------------------------------
-
-
-def format_seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.3f}s" if value < 10 else f"{value:.1f}s"
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -12,10 +12,9 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from ..breaker import CircuitState
 from ..conf import Settings
+from ..health.breaker import CircuitState
 
 
 class Status(enum.IntEnum):
@@ -244,8 +243,3 @@ class Report:
             if item.alias == alias:
                 return item
         raise KeyError(alias)
-
-    def to_dict(self) -> dict[str, Any]:
-        from .render import report_to_dict
-
-        return report_to_dict(self)

@@ -15,44 +15,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_pgreplica.conf import get_settings
 from django_pgreplica.monitoring import Report, Status, Thresholds, check_replication
-from django_pgreplica.monitoring.render import render_text
-
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*", re.IGNORECASE)
-_SIZE_FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+from django_pgreplica.monitoring.render import render_text, report_to_dict
+from django_pgreplica.units import parse_bytes, parse_seconds
 
 
-def parse_size(text: str) -> int:
-    """'104857600', '100MB', '100MiB', '1.5g' -> bytes (binary multiples, like PostgreSQL)."""
-    match = _SIZE_RE.fullmatch(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 104857600, 100MB, 1GB)")
-    unit = match[2].lower().rstrip("b").rstrip("i")
-    return int(float(match[1]) * _SIZE_FACTORS[unit])
+def _argument(parse: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type from a :mod:`django_pgreplica.units` parser."""
 
+    def convert(text: str) -> float:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("seconds cannot be negative")
-    return value
+    convert.__name__ = parse.__name__
+    return convert
 
 
 def _interval(text: str) -> float:
-    value = _seconds(text)
+    value = parse_seconds(text)
     if value <= 0:
-        raise argparse.ArgumentTypeError("the --watch interval must be more than 0 seconds")
+        raise ValueError("the --watch interval must be more than 0 seconds")
     return value
 
 
@@ -90,7 +82,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--watch",
-            type=_interval,
+            type=_argument(_interval),
             metavar="SECONDS",
             help="check again every SECONDS until Ctrl-C (with --json: one document per line)",
         )
@@ -103,19 +95,19 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--warning-seconds",
-            type=_seconds,
+            type=_argument(parse_seconds),
             metavar="S",
             help="lag warning threshold (default: PGREPLICA['LAG_WARNING_SECONDS'])",
         )
         parser.add_argument(
             "--critical-seconds",
-            type=_seconds,
+            type=_argument(parse_seconds),
             metavar="S",
             help="lag critical threshold (default: PGREPLICA['LAG_CRITICAL_SECONDS'])",
         )
         parser.add_argument(
             "--critical-bytes",
-            type=parse_size,
+            type=_argument(parse_bytes),
             metavar="SIZE",
             help="byte lag critical threshold, e.g. 100MB (default: LAG_CRITICAL_BYTES)",
         )
@@ -157,7 +149,7 @@ class Command(BaseCommand):
 
     def _show(self, report: Report, *, as_json: bool, watching: bool) -> None:
         if as_json:
-            document = report.to_dict()
+            document = report_to_dict(report)
             self.stdout.write(json.dumps(document) if watching else json.dumps(document, indent=2))
         else:
             if watching and self.stdout.isatty():

@@ -1,0 +1,54 @@
+"""The one clock routing, tokens and breakers read, so tests can move time instead of sleeping.
+
+:func:`monotonic` (intervals: probes, breakers, ramps) and :func:`wall` (token ages, which
+cross processes) are module attributes looked up at each call; :class:`FakeClock` swaps
+both while it is installed. Code that needs time calls ``clock.monotonic()``, never
+``time.monotonic()`` directly.
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+
+monotonic = time.monotonic
+wall = time.time
+
+
+class FakeClock:
+    """A clock that moves only when told: ``with FakeClock() as clock: clock.advance(5)``."""
+
+    def __init__(self, start: float = 1_000.0, wall_start: float = 1_700_000_000.0) -> None:
+        self.now = start
+        self.wall_now = wall_start
+        self._saved: tuple[object, object] | None = None
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return self.wall_now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.wall_now += seconds
+
+    def install(self) -> FakeClock:
+        global monotonic, wall
+        self._saved = (monotonic, wall)
+        monotonic, wall = self.monotonic, self.wall
+        return self
+
+    def uninstall(self) -> None:
+        global monotonic, wall
+        if self._saved is not None:
+            monotonic, wall = self._saved  # type: ignore[assignment]
+            self._saved = None
+
+    def __enter__(self) -> FakeClock:
+        return self.install()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.uninstall()

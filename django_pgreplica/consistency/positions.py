@@ -1,0 +1,64 @@
+"""WAL positions on the primary, and the token a scope hands on after it wrote."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import connections
+
+from .. import clock
+from ..conf import Settings, get_settings
+from ..db import fetch_one
+from ..lsn import WAL_POSITION_SQL, wal_target
+from .context import RoutingState
+from .tokens import ConsistencyToken
+
+logger = logging.getLogger("django_pgreplica.consistency")
+
+
+def current_wal_lsn(primary: str) -> int:
+    """The end of the primary's last WAL record: every write committed so far lies before it.
+
+    Taken after commit, so a replica that has replayed up to here shows the writes.
+    """
+    return wal_target(fetch_one(primary, WAL_POSITION_SQL))
+
+
+def outgoing_token(state: RoutingState) -> ConsistencyToken | None:
+    """The token to hand on (to the client or a task) after this scope, if any.
+
+    A scope that wrote gets a fresh one; otherwise the token it came with is passed on.
+    In lsn mode an unreachable primary degrades to a time token instead of failing.
+    """
+    settings = get_settings()
+    mode = settings.read_your_writes
+    if mode == "off":
+        return None
+    if not state.wrote:
+        return state.token
+    if state.issued is not None:  # e.g. many tasks published after one write
+        return state.issued
+    token = _fresh_token(settings, state)
+    # Inside a transaction the position lies before the coming commit record: good enough
+    # for that message, not for a later one sent after the commit.
+    if not connections[settings.primary].in_atomic_block:
+        state.issued = token
+    return token
+
+
+def _fresh_token(settings: Settings, state: RoutingState) -> ConsistencyToken:
+    mode = settings.read_your_writes
+    written_at = state.wrote_at or clock.wall()
+    if mode == "time":
+        return ConsistencyToken(written_at=written_at)
+    try:
+        lsn = current_wal_lsn(settings.primary)
+    except Exception as exc:
+        logger.warning(
+            "primary %s: could not read WAL position (%s); pinning for %gs instead",
+            settings.primary,
+            exc,
+            settings.sticky_seconds,
+        )
+        return ConsistencyToken(written_at=written_at)
+    return ConsistencyToken(written_at=written_at, lsn=lsn).newer(state.token)

@@ -1,0 +1,58 @@
+"""The read-your-writes token: what a client must see, signed so clients cannot forge it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core import signing
+
+from .. import clock
+from ..lsn import format_lsn, parse_lsn
+
+TOKEN_SALT = "django_pgreplica.token"
+# A token dated further ahead than this was not made by a server with a sane clock.
+MAX_CLOCK_SKEW = 60.0
+
+
+@dataclass(frozen=True)
+class ConsistencyToken:
+    """What a client must see: the primary's WAL position after its write (lsn mode) and
+    when it wrote (both modes). ``lsn`` is None in time mode."""
+
+    written_at: float
+    lsn: int | None = None
+
+    def expired(self, lifetime: float, now: float) -> bool:
+        return now - self.written_at > lifetime
+
+    def newer(self, other: ConsistencyToken | None) -> ConsistencyToken:
+        if other is None:
+            return self
+        if (self.lsn or 0, self.written_at) >= (other.lsn or 0, other.written_at):
+            return self
+        return other
+
+
+def encode_token(token: ConsistencyToken) -> str:
+    """A signed, URL- and cookie-safe string (Django's signing, SECRET_KEY)."""
+    payload = [format_lsn(token.lsn) if token.lsn is not None else "", round(token.written_at, 3)]
+    return signing.dumps(payload, salt=TOKEN_SALT, compress=False)
+
+
+def decode_token(
+    value: str | None, lifetime: float, now: float | None = None
+) -> ConsistencyToken | None:
+    """The token in ``value``, or None when it is missing, forged, garbled or expired."""
+    if not value:
+        return None
+    try:
+        lsn_text, written_at = signing.loads(value, salt=TOKEN_SALT)
+        token = ConsistencyToken(
+            written_at=float(written_at), lsn=parse_lsn(lsn_text) if lsn_text else None
+        )
+    except (signing.BadSignature, ValueError, TypeError):
+        return None
+    current = clock.wall() if now is None else now
+    if token.expired(lifetime, current) or token.written_at > current + MAX_CLOCK_SKEW:
+        return None
+    return token

@@ -1,0 +1,50 @@
+"""Raw-cursor helpers below the ORM, shared by probes, WAL-position reads and monitoring."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import DatabaseError, connections
+
+
+def raw_rows(alias: str, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on the thread's connection to ``alias``, below the ORM.
+
+    The raw cursor skips the execute wrappers, so a failing probe is seen as a failure
+    rather than being rerouted to the primary, and nothing is routed. A broken connection
+    is closed so the next attempt reconnects.
+    """
+    conn = connections[alias]
+    try:
+        conn.ensure_connection()
+        assert conn.connection is not None
+        with conn.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [tuple(row) for row in cursor.fetchall()]
+    except Exception:
+        close_quietly(alias)
+        raise
+
+
+def fetch_one(alias: str, sql: str) -> tuple[Any, ...]:
+    """The single row of ``sql`` (see :func:`raw_rows`)."""
+    rows = raw_rows(alias, sql)
+    if not rows:  # pragma: no cover - these queries always return a row
+        raise DatabaseError(f"{alias}: {sql.split()[0]} returned no row")
+    return rows[0]
+
+
+def close_quietly(alias: str) -> None:
+    conn = connections[alias]
+    try:
+        conn.close()
+    except Exception:
+        # A dead socket can fail to close; drop it so the next use reconnects.
+        conn.connection = None
+
+
+def one_line(error: BaseException | str) -> str:
+    """The first line of an error, for logs and reports."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0].strip()

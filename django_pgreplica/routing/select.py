@@ -1,0 +1,180 @@
+"""Where a read goes: the decision behind ``ReplicaRouter.db_for_read``.
+
+A replica is picked at random among the eligible ones once per request/task and kept for
+its remaining reads (one consistent snapshot per request); outside any request it is
+kept from one call to the next the same way. Random choice spreads load evenly across
+processes without shared state; it is only revisited when the chosen replica stops being
+eligible. Consistency facts come from :mod:`..consistency`, health from :mod:`..health`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from threading import get_ident
+from typing import Any
+
+from django.core.exceptions import SynchronousOnlyOperation
+from django.db import connections
+
+from .. import clock
+from ..conf import Settings
+from ..consistency import RoutingState, unscoped_writes
+from ..db import close_quietly
+from ..health import get_health
+from . import stats
+from .stats import (
+    REASON_ATOMIC,
+    REASON_FORCED,
+    REASON_NO_REPLICA,
+    REASON_PINNED,
+    REASON_REPLICA,
+    REASON_TOKEN_WAIT,
+)
+
+logger = logging.getLogger("django_pgreplica.router")
+
+
+def in_user_atomic(conn: Any) -> bool:
+    """Is this connection inside ``atomic()`` (other than a TestCase's own)?"""
+    if not conn.in_atomic_block:
+        return False
+    blocks = getattr(conn, "atomic_blocks", None)
+    if not blocks:
+        return True
+    return any(not getattr(block, "_from_testcase", False) for block in blocks)
+
+
+def _connectable(alias: str, state: RoutingState) -> bool:
+    """Open the replica's connection now, so a dead replica costs a fallback, not an error.
+
+    Django would otherwise connect when the query runs, after the router has answered. A
+    persistent connection (CONN_MAX_AGE) is taken as it is, unless CONN_HEALTH_CHECKS asks
+    for a check at its first use in this request: that check runs here, for the same reason.
+    """
+    conn = connections[alias]
+    pending_check = getattr(conn, "health_check_enabled", False) and not getattr(
+        conn, "health_check_done", True
+    )
+    if conn.connection is not None and not pending_check:
+        return True
+    try:
+        conn.close_if_health_check_failed()
+        conn.ensure_connection()
+    except SynchronousOnlyOperation:
+        # Asked from the event loop (aiterator()): the query connects later in a worker
+        # thread. Nothing is known about the replica, so nothing is recorded.
+        return True
+    except Exception as exc:
+        get_health(alias).record_failure(exc)
+        close_quietly(alias)
+        state.failed.add(alias)
+        stats.count_fallback(alias)
+        logger.warning("replica %s: connection failed (%s); reading from primary", alias, exc)
+        return False
+    return True
+
+
+def choose_replica(settings: Settings, state: RoutingState, now: float) -> str | None:
+    """A random eligible replica; replicas after the first good one are not even probed."""
+    if not state.scoped:
+        state.failed.clear()  # outside a request, health alone remembers failures
+    candidates = [alias for alias in settings.replicas if alias not in state.failed]
+    random.shuffle(candidates)
+    for alias in candidates:
+        if get_health(alias).usable(now) and _connectable(alias, state):
+            return alias
+    return None
+
+
+def _replica_at(settings: Settings, state: RoutingState, chosen: str, lsn: int) -> str | None:
+    """A replica that has replayed ``lsn``: the chosen one if it has, else any other
+    eligible one whose known position suffices, else the chosen one after asking it for
+    its current position (once per scope: never a query per read)."""
+    if get_health(chosen).replayed(lsn, refresh=False):
+        return chosen
+    now = clock.monotonic()
+    for alias in settings.replicas:
+        if alias == chosen or alias in state.failed:
+            continue
+        health = get_health(alias)
+        if (
+            health.replayed(lsn, refresh=False)
+            and health.usable(now)
+            and _connectable(alias, state)
+        ):
+            state.chosen = health
+            return alias
+    refresh = chosen not in state.token_asked
+    if state.scoped:
+        state.token_asked.add(chosen)
+    if get_health(chosen).replayed(lsn, refresh=refresh):
+        return chosen
+    return None
+
+
+def route_read(settings: Settings, state: RoutingState) -> tuple[str, str]:
+    """(alias, reason) for a read in the current scope. This is the hot path."""
+    primary = settings.primary
+    if state.forced:
+        return primary, REASON_FORCED
+    if state.wrote:
+        return primary, REASON_PINNED
+    if not settings.replicas:
+        return primary, REASON_NO_REPLICA
+    # connections[alias] goes through asgiref's Local, the costliest step of a read; a
+    # scope keeps seeing the same connection object on the same thread, so remember it.
+    thread = get_ident()
+    cached = state.primary_connection
+    if cached is not None and cached[0] == thread:
+        conn = cached[1]
+    else:
+        conn = connections[primary]
+        state.primary_connection = (thread, conn)
+    if conn.in_atomic_block and in_user_atomic(conn):
+        return primary, REASON_ATOMIC
+    token = state.token
+    if token is not None:
+        mode = settings.read_your_writes
+        if mode == "off" or token.expired(settings.sticky_seconds, clock.wall()):
+            state.token = token = None
+        elif mode == "time" or token.lsn is None:
+            return primary, REASON_PINNED  # a time pin: STICKY_SECONDS from the write
+
+    now = clock.monotonic()
+    chosen = state.chosen
+    if chosen is not None and chosen.settings is settings and chosen.usable(now):
+        replica = chosen.alias
+    else:
+        picked = choose_replica(settings, state, now)
+        if picked is None:
+            state.chosen = None
+            return primary, REASON_NO_REPLICA
+        state.chosen = get_health(picked)
+        replica = picked
+
+    if token is None and not unscoped_writes.pending:
+        return replica, REASON_REPLICA  # the common case
+    need = None if token is None else token.lsn  # an LSN token in lsn mode
+    if unscoped_writes.pending:
+        need = _with_unscoped_writes(settings, need)
+    if need is not None:
+        found = _replica_at(settings, state, replica, need)
+        if found is None:
+            return primary, REASON_TOKEN_WAIT
+        replica = found
+    return replica, REASON_REPLICA
+
+
+def _with_unscoped_writes(settings: Settings, need: int | None) -> int | None:
+    """``need`` raised to the position of writes made outside any scope, while a replica
+    may still lack them (see :class:`~django_pgreplica.consistency.writes.UnscopedWrites`)."""
+    if settings.read_your_writes == "off":
+        return need
+    floor = unscoped_writes.required(settings.primary)
+    if floor is None:
+        return need
+    if all(get_health(alias).replayed(floor, refresh=False) for alias in settings.replicas):
+        unscoped_writes.passed(floor)
+        return need
+    return floor if need is None or floor > need else need

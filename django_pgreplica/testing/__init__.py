@@ -1,0 +1,7 @@
+"""Development and test tooling; the runtime never imports it.
+
+- :mod:`.cluster` — a local primary with streaming replicas (``python -m
+  django_pgreplica.testing.cluster up``), as a command and a Python API;
+- :mod:`.plugin` — the pytest plugin (``pytest_plugins = ["django_pgreplica.testing.plugin"]``):
+  a session cluster, DATABASES pointed at it, fault helpers.
+"""

@@ -1,0 +1,300 @@
+"""pytest support: a real primary + streaming replicas for pytest-django test runs.
+
+Opt in from a conftest (``pytest_plugins = ["django_pgreplica.testing.plugin"]``) or with
+``-p django_pgreplica.testing.plugin``. Then:
+
+- ``pgreplica_cluster`` (session): starts or reuses a
+  :class:`~django_pgreplica.testing.cluster.Cluster` in ``$PGREPLICA_CLUSTER_DIR`` (default
+  ``<rootdir>/.pgreplica/test``) on base port
+  ``$PGREPLICA_CLUSTER_PORT`` (default: first free from 64432), one replica per ``REPLICAS``
+  alias. It is left running for the next run unless ``PGREPLICA_CLUSTER_KEEP=0``.
+- ``django_db_modify_db_settings`` points the primary and replica aliases at the cluster
+  (replicas become ``TEST["MIRROR"]`` of the primary), so any test that uses the database
+  runs against real streaming replication.
+- :func:`wait_for_replay` and :func:`replay_paused` work on Django aliases; the ``pgreplica``
+  fixture bundles them with alias-based fault helpers and heals the cluster afterwards.
+
+Tests that read from a replica need committed data: ``django_db(transaction=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Generator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from ..lsn import WAL_POSITION_SQL, parse_lsn, wal_target
+from .cluster import Cluster, ClusterError, free_base_port
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_TEST_PORT",
+    "PgReplica",
+    "configure_databases",
+    "django_db_modify_db_settings",
+    "pgreplica",
+    "pgreplica_cluster",
+    "replay_paused",
+    "start_test_cluster",
+    "wait_for_replay",
+]
+
+DEFAULT_TEST_PORT = 64432
+REPLICA_CONNECT_TIMEOUT = 2
+
+
+def _aliases() -> tuple[str, tuple[str, ...]]:
+    from django_pgreplica.conf import get_settings
+
+    conf = get_settings()
+    return conf.primary, tuple(conf.replicas)
+
+
+# --- helpers on Django aliases --------------------------------------------------------
+
+
+def _alias_connection(alias: str) -> Any:
+    """The raw psycopg connection behind Django's ``alias`` (no router, no ORM)."""
+    from django.db import connections
+
+    wrapper = connections[alias]
+    wrapper.ensure_connection()
+    return wrapper.connection
+
+
+def _fetch(alias: str, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...]:
+    with _alias_connection(alias).cursor() as cursor:
+        cursor.execute(sql, params)
+        row: tuple[Any, ...] = cursor.fetchone()
+        return row
+
+
+def wait_for_replay(aliases: Sequence[str] | None = None, timeout: float = 10.0) -> None:
+    """Block until each replica alias has replayed everything the primary has written.
+
+    Reads ``pg_current_wal_insert_lsn()`` on the primary alias, then polls each replica
+    (default: all of ``PGREPLICA["REPLICAS"]``) until its replay position reaches it.
+    Raises TimeoutError naming the first replica that does not get there in ``timeout``.
+    """
+    primary, replicas = _aliases()
+    row = _fetch(primary, WAL_POSITION_SQL)
+    lsn, target = row[0], wal_target(row)
+    deadline = time.monotonic() + timeout
+    for alias in replicas if aliases is None else aliases:
+        while True:
+            (replayed,) = _fetch(alias, "SELECT pg_last_wal_replay_lsn()::text")
+            if replayed is not None and parse_lsn(replayed) >= target:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"replica alias {alias!r} has not replayed the primary's WAL up to {lsn} "
+                    f"within {timeout}s (replayed: {replayed}); is its replay paused?"
+                )
+            time.sleep(0.01)
+
+
+def _psycopg_connect(alias: str) -> psycopg.Connection[Any]:
+    """A separate autocommit connection from ``alias``'s settings, outside Django's."""
+    from django.db import connections
+
+    conf = connections[alias].settings_dict
+    options = conf.get("OPTIONS") or {}
+    return psycopg.connect(
+        host=conf.get("HOST") or None,
+        port=str(conf.get("PORT") or "") or None,
+        user=conf.get("USER") or None,
+        password=conf.get("PASSWORD") or None,
+        dbname=conf.get("NAME") or "postgres",
+        connect_timeout=options.get("connect_timeout", REPLICA_CONNECT_TIMEOUT),
+        autocommit=True,
+    )
+
+
+@contextlib.contextmanager
+def replay_paused(alias: str) -> Iterator[None]:
+    """Pause WAL replay on replica ``alias`` for the block: it keeps receiving, applies
+    nothing, so reads there stay stale. Needs a superuser (the cluster's ``postgres``)."""
+    with _psycopg_connect(alias) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_wal_replay_resume()")
+
+
+# --- pointing Django at the cluster ---------------------------------------------------
+
+
+def configure_databases(cluster: Cluster) -> None:
+    """Point the primary alias and the replica aliases (in order) at ``cluster``'s nodes.
+
+    The ``DATABASES`` dicts are changed in place: ``django.db.connections`` holds the same
+    objects, so connections opened later see the new values.
+    """
+    from django.conf import settings
+    from django.db import connections
+
+    primary, replicas = _aliases()
+    targets = [(primary, cluster.primary), *zip(replicas, cluster.replicas, strict=False)]
+    for alias, node in targets:
+        db = settings.DATABASES[alias]
+        db.update(HOST="127.0.0.1", PORT=str(node.port), NAME=cluster.dbname, USER="postgres")
+        if alias != primary:
+            db.setdefault("TEST", {})["MIRROR"] = primary
+            db.setdefault("OPTIONS", {}).setdefault("connect_timeout", REPLICA_CONNECT_TIMEOUT)
+        connections[alias].close()  # a connection opened before now went elsewhere
+
+
+def start_test_cluster(rootdir: Path, replicas: int) -> Cluster:
+    """Start or reuse the test cluster; ClusterError says what is missing when it can't."""
+    directory = Path(os.environ.get("PGREPLICA_CLUSTER_DIR") or rootdir / ".pgreplica" / "test")
+    explicit = os.environ.get("PGREPLICA_CLUSTER_PORT")
+    port: int | None
+    if explicit:
+        port = int(explicit)
+    elif (directory / "cluster.json").exists():
+        port = None  # reuse this directory's cluster on the ports it was made with
+    else:
+        # Another checkout's test cluster may hold the default ports: take the next free.
+        port = free_base_port(DEFAULT_TEST_PORT, replicas + 1)
+    cluster = Cluster(directory, port=port, replicas=replicas)
+    started = time.monotonic()
+    cluster.up()
+    logger.info("pgreplica test cluster ready in %.1fs", time.monotonic() - started)
+    return cluster
+
+
+_running: list[Cluster] = []  # the session's cluster, once its fixture has set it up
+
+
+def _keep_cluster() -> bool:
+    # An xdist worker never stops the shared cluster: its siblings may still use it.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return True
+    return os.environ.get("PGREPLICA_CLUSTER_KEEP", "1").lower() not in ("0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def pgreplica_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The running test cluster (a :class:`~django_pgreplica.testing.cluster.Cluster`)."""
+    _, replicas = _aliases()
+    try:
+        cluster = start_test_cluster(Path(request.config.rootpath), len(replicas))
+    except ClusterError as exc:
+        pytest.fail(f"django_pgreplica test cluster: {exc}", pytrace=False)
+    _running.append(cluster)
+    yield cluster
+    _running.remove(cluster)
+    if not _keep_cluster():
+        cluster.down()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None,
+    pgreplica_cluster: Cluster,
+) -> None:
+    """pytest-django's hook point, overridden: the test databases live on the cluster."""
+    configure_databases(pgreplica_cluster)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, object, object]:
+    """Make pytest-django's database setup cluster-aware, whatever the plugin order.
+
+    Among plugins the last registered fixture definition wins, and ``-p`` registers this
+    module before pytest-django's entry point: then pytest-django's own
+    ``django_db_modify_db_settings`` runs instead of the override above, so the databases
+    are configured here (a project's own override in a conftest is left alone). After
+    ``django_db_setup``, replicas get time to replay the new test databases, so no test
+    meets "database does not exist" on a replica.
+    """
+    name = fixturedef.argname
+    if name == "django_db_modify_db_settings" and fixturedef.func.__module__.startswith(
+        "pytest_django."
+    ):
+        configure_databases(request.getfixturevalue("pgreplica_cluster"))
+    result = yield
+    if name == "django_db_setup" and _running:
+        _running[-1].wait_replayed(timeout=30)
+    return result
+
+
+# --- the pgreplica fixture ------------------------------------------------------------
+
+
+class PgReplica:
+    """Cluster access by Django alias, for one test; faults are healed on teardown."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.faulted = False
+
+    def node_name(self, alias_or_node: str) -> str:
+        """Cluster node for a Django alias (``"replica"`` -> ``"replica1"``); node names pass."""
+        primary, replicas = _aliases()
+        if alias_or_node == primary:
+            return "primary"
+        if alias_or_node in replicas:
+            return f"replica{replicas.index(alias_or_node) + 1}"
+        return self.cluster.node(alias_or_node).name
+
+    def wait_for_replay(self, aliases: Sequence[str] | None = None, timeout: float = 10.0) -> None:
+        wait_for_replay(aliases, timeout)
+
+    def replay_paused(self, alias: str) -> contextlib.AbstractContextManager[None]:
+        return replay_paused(alias)
+
+    def _fault(self, action: str, alias: str) -> None:
+        self.faulted = True
+        getattr(self.cluster, action)(self.node_name(alias))
+
+    def pause_replay(self, alias: str) -> None:
+        self._fault("pause_replay", alias)
+
+    def resume_replay(self, alias: str) -> None:
+        self._fault("resume_replay", alias)
+
+    def stop(self, alias: str) -> None:
+        self._fault("stop", alias)
+
+    def start(self, alias: str) -> None:
+        self._fault("start", alias)
+
+    def kill(self, alias: str) -> None:
+        self._fault("kill", alias)
+
+    def promote(self, alias: str) -> None:
+        self._fault("promote", alias)
+
+    def rebuild(self, alias: str) -> None:
+        self._fault("rebuild", alias)
+
+    def heal(self) -> None:
+        """Back to a primary with every replica streaming, and fresh Django connections."""
+        from django.db import connections
+
+        self.cluster.up()  # starts stopped nodes, re-clones promoted ones, resumes replay
+        for alias in connections:
+            with contextlib.suppress(Exception):
+                connections[alias].close()
+        self.faulted = False
+
+
+@pytest.fixture
+def pgreplica(pgreplica_cluster: Cluster) -> Iterator[PgReplica]:
+    """Alias-based cluster helpers; the cluster is healed after a test that broke it."""
+    helper = PgReplica(pgreplica_cluster)
+    yield helper
+    if helper.faulted:
+        helper.heal()

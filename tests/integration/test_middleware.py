@@ -1,0 +1,181 @@
+"""Read-your-writes across requests: LSN tokens, time pins, forged tokens, sessions, ASGI."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth.models import User
+from django.test import AsyncClient, Client
+
+from django_pgreplica.testing.plugin import replay_paused, wait_for_replay
+from testproject.shop.models import Product
+from tests.support import pgreplica_settings
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+ONE_REPLICA: dict[str, Any] = {"REPLICAS": ["replica"], "HEALTH_CHECK_INTERVAL": 0.2}
+
+
+@pytest.fixture
+def product() -> Product:
+    product = Product.objects.create(name="Lamp", slug="lamp", price=10, stock=100)
+    wait_for_replay()
+    return product
+
+
+def place_order(client: Client, **extra: Any) -> int:
+    response = client.post(
+        "/api/orders/",
+        {"product": "lamp", "quantity": 1, "email": "a@example.com"},
+        content_type="application/json",
+        **extra,
+    )
+    assert response.status_code == 201, response.content
+    return int(response.json()["id"])
+
+
+def served_from(client: Client, **extra: Any) -> str:
+    return str(client.get("/whoami-db/", **extra).json()["database"])
+
+
+def test_lsn_token_holds_the_client_on_the_primary_until_the_replica_catches_up(
+    product: Product,
+) -> None:
+    writer, other = Client(), Client()
+    with pgreplica_settings(**ONE_REPLICA, STICKY_SECONDS=60):
+        with replay_paused("replica"):
+            order_id = place_order(writer)
+            assert "pgreplica" in writer.cookies
+            # The writer sees its order; the read came from the primary.
+            assert writer.get(f"/orders/{order_id}/").status_code == 200
+            assert served_from(writer) == "default"
+            # Everyone else keeps reading the (stale) replica.
+            assert served_from(other) == "replica"
+            assert other.get(f"/orders/{order_id}/").status_code == 404
+        started = time.monotonic()
+        wait_for_replay()
+        # Back on the replica as soon as it has replayed the write, long before 60 s.
+        while served_from(writer) != "replica":
+            assert time.monotonic() - started < 5
+            time.sleep(0.05)
+        assert writer.get(f"/orders/{order_id}/").status_code == 200
+
+
+def test_header_token_for_api_clients_without_cookies(product: Product) -> None:
+    client = Client()
+    with pgreplica_settings(**ONE_REPLICA, STICKY_SECONDS=60), replay_paused("replica"):
+        response = client.post(
+            "/api/orders/",
+            {"product": "lamp", "email": "b@example.com"},
+            content_type="application/json",
+        )
+        token = response.headers["X-PgReplica-Token"]
+        bare = Client()  # no cookie jar shared: only the header carries the token
+        order_id = response.json()["id"]
+        assert bare.get(f"/api/orders/{order_id}/").status_code == 404
+        found = bare.get(f"/api/orders/{order_id}/", HTTP_X_PGREPLICA_TOKEN=token)
+        assert found.status_code == 200
+        assert found.json()["database"] == "default"
+
+
+def test_token_never_pins_longer_than_sticky_seconds(product: Product) -> None:
+    client = Client()
+    with pgreplica_settings(**ONE_REPLICA, STICKY_SECONDS=1), replay_paused("replica"):
+        place_order(client)
+        assert served_from(client) == "default"
+        time.sleep(1.2)
+        assert served_from(client) == "replica"
+
+
+def test_time_mode_pins_for_the_window(product: Product) -> None:
+    client = Client()
+    with pgreplica_settings(**ONE_REPLICA, READ_YOUR_WRITES="time", STICKY_SECONDS=1):
+        place_order(client)
+        wait_for_replay()
+        assert served_from(client) == "default"  # replica has it, but time mode waits
+        time.sleep(1.2)
+        assert served_from(client) == "replica"
+
+
+def test_off_mode_sets_no_token(product: Product) -> None:
+    client = Client()
+    with pgreplica_settings(**ONE_REPLICA, READ_YOUR_WRITES="off"):
+        response = client.post(
+            "/api/orders/",
+            {"product": "lamp", "email": "c@example.com"},
+            content_type="application/json",
+        )
+        assert response.status_code == 201
+        assert "pgreplica" not in response.cookies
+        assert "X-PgReplica-Token" not in response.headers
+        assert served_from(client) == "replica"
+
+
+@pytest.mark.parametrize("value", ["garbage", "a:b:c", "eyJhIjoxfQ:1tX:abc", "\u00e9" * 10])
+def test_forged_token_is_ignored(product: Product, value: str) -> None:
+    client = Client()
+    client.cookies["pgreplica"] = value
+    with pgreplica_settings(**ONE_REPLICA):
+        response = client.get("/whoami-db/", HTTP_X_PGREPLICA_TOKEN=value)
+        assert response.status_code == 200
+        assert response.json()["database"] == "replica"
+
+
+def test_reads_without_a_write_set_no_cookie(product: Product) -> None:
+    response = Client().get("/")
+    assert response.status_code == 200
+    assert "pgreplica" not in response.cookies
+
+
+def login_then_open_admin(mode: str) -> int:
+    User.objects.create_superuser("boss", "boss@example.com", "pw")
+    wait_for_replay()
+    client = Client()
+    with pgreplica_settings(**ONE_REPLICA, READ_YOUR_WRITES=mode), replay_paused("replica"):
+        response = client.post("/admin/login/?next=/admin/", {"username": "boss", "password": "pw"})
+        assert response.status_code == 302
+        return client.get("/admin/").status_code
+
+
+def test_admin_login_under_lag_keeps_the_user_logged_in() -> None:
+    assert login_then_open_admin("lsn") == 200
+
+
+def test_without_read_your_writes_the_same_login_looks_logged_out() -> None:
+    """The control case: proves the replica really lags in the test above."""
+    assert login_then_open_admin("off") == 302
+
+
+def test_async_view_under_asgi_reads_its_own_writes(product: Product) -> None:
+    """ASGI request handling: the middleware runs async, the views in threads or natively."""
+
+    async def scenario() -> None:
+        client = AsyncClient()
+        response = await client.post(
+            "/api/orders/",
+            {"product": "lamp", "email": "d@example.com"},
+            content_type="application/json",
+        )
+        assert response.status_code == 201
+        token = response.headers["X-PgReplica-Token"]
+        fresh = await client.get("/api/products/lamp/", HTTP_X_PGREPLICA_TOKEN=token)
+        assert fresh.json()["database"] == "default"
+        assert fresh.json()["stock"] == 99
+        stale = await AsyncClient().get("/api/products/lamp/")
+        assert stale.json()["database"] == "replica"
+        assert stale.json()["stock"] == 100
+
+    with pgreplica_settings(**ONE_REPLICA, STICKY_SECONDS=60), replay_paused("replica"):
+        async_to_sync(scenario)()
+
+
+@pytest.mark.urls("tests.streaming_urls")
+def test_a_streaming_body_reads_with_its_request_state(product: Product) -> None:
+    """The body is produced after the middleware returned: the request's pin must hold."""
+    response = Client().get("/stream/")
+    assert b"".join(response.streaming_content) == b"start default"
+    response.close()
+    assert "pgreplica" in response.cookies
