@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Real
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
-from .conf import DEFAULTS, READ_YOUR_WRITES_MODES, SAMESITE_VALUES, raw_settings, replica_aliases
+from .conf import DEFAULTS, SCHEMA, invalid_keys, raw_settings, replica_aliases, user_settings
 
 ROUTER_PATH = "django_pgreplica.routers.ReplicaRouter"
 MIDDLEWARE_PATH = "django_pgreplica.middleware.StickyPrimaryMiddleware"
@@ -18,22 +17,10 @@ SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 POSTGRES_ENGINES = ("postgresql", "postgis")  # django-prometheus's wrapper ends the same
 MAX_CONNECT_TIMEOUT = 10
 
-_POSITIVE = ("STICKY_SECONDS", "HEALTH_CHECK_INTERVAL", "RESET_TIMEOUT")
-_NON_NEGATIVE = (
-    "LAG_WARNING_SECONDS",
-    "LAG_CRITICAL_SECONDS",
-    "LAG_CRITICAL_BYTES",
-    "METRICS_CACHE_SECONDS",
-)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
-
 
 @register()
 def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> list[CheckMessage]:
-    user = getattr(settings, "PGREPLICA", {})
+    user = user_settings()
     if not isinstance(user, dict):
         return [
             Error(
@@ -80,15 +67,8 @@ def _check_aliases(raw: dict[str, Any]) -> list[CheckMessage]:
                 id="django_pgreplica.W008",
             )
         )
-    if not isinstance(raw["REPLICAS"], (list, tuple, str, type(None))):
-        errors.append(
-            Error(
-                "PGREPLICA['REPLICAS'] must be a list of DATABASES aliases.",
-                hint="For example ['replica'].",
-                id="django_pgreplica.E003",
-            )
-        )
-        return errors
+    if not SCHEMA["REPLICAS"].valid(raw["REPLICAS"]):
+        return errors  # E006 says what is wrong with it
     replicas = replica_aliases(raw["REPLICAS"], primary)
     for alias in replicas:
         if alias == primary:
@@ -150,42 +130,14 @@ def _check_replica_alias(alias: str, config: dict[str, Any]) -> list[CheckMessag
 
 
 def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
-    errors: list[CheckMessage] = []
-
-    def invalid(key: str, expected: str) -> None:
-        errors.append(
-            Error(
-                f"PGREPLICA[{key!r}] = {raw[key]!r} is invalid.",
-                hint=f"Expected {expected}; the default is {DEFAULTS[key]!r}.",
-                id="django_pgreplica.E006",
-            )
+    errors: list[CheckMessage] = [
+        Error(
+            f"PGREPLICA[{key!r}] = {raw[key]!r} is invalid.",
+            hint=f"Expected {SCHEMA[key].expected}; the default is {SCHEMA[key].default!r}.",
+            id="django_pgreplica.E006",
         )
-
-    if raw["READ_YOUR_WRITES"] not in READ_YOUR_WRITES_MODES:
-        invalid("READ_YOUR_WRITES", "one of " + ", ".join(map(repr, READ_YOUR_WRITES_MODES)))
-    for key in _POSITIVE:
-        if not _is_number(raw[key]) or raw[key] <= 0:
-            invalid(key, "a number of seconds > 0")
-    for key in _NON_NEGATIVE:
-        if not _is_number(raw[key]) or raw[key] < 0:
-            invalid(key, "a number >= 0")
-    max_lag = raw["MAX_LAG_SECONDS"]
-    if max_lag is not None and (not _is_number(max_lag) or max_lag < 0):
-        invalid("MAX_LAG_SECONDS", "a number of seconds >= 0, or None for no limit")
-    if not _is_number(raw["SAMPLE_RETENTION_HOURS"]):
-        invalid("SAMPLE_RETENTION_HOURS", "a number of hours (0 or less keeps samples forever)")
-    if raw["COOKIE_SAMESITE"] not in SAMESITE_VALUES:
-        invalid("COOKIE_SAMESITE", "one of " + ", ".join(map(repr, SAMESITE_VALUES)))
-    if raw["COOKIE_SECURE"] not in (None, True, False):
-        invalid("COOKIE_SECURE", "True, False, or None to follow SESSION_COOKIE_SECURE")
-    for key in ("COOKIE_NAME", "HEADER_NAME"):
-        if not isinstance(raw[key], str) or not raw[key]:
-            invalid(key, "a non-empty string")
-    if not isinstance(raw["REPLICA_APPLICATION_NAMES"], dict):
-        invalid("REPLICA_APPLICATION_NAMES", "a dict of replica alias -> application_name")
-    threshold = raw["FAILURE_THRESHOLD"]
-    if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
-        invalid("FAILURE_THRESHOLD", "an integer >= 1")
+        for key in invalid_keys(raw)
+    ]
     secure = raw["COOKIE_SECURE"]
     if secure is None:
         secure = getattr(settings, "SESSION_COOKIE_SECURE", False)
@@ -199,7 +151,11 @@ def _check_values(raw: dict[str, Any]) -> list[CheckMessage]:
             )
         )
     warn, crit = raw["LAG_WARNING_SECONDS"], raw["LAG_CRITICAL_SECONDS"]
-    if _is_number(warn) and _is_number(crit) and warn > crit:
+    if (
+        SCHEMA["LAG_WARNING_SECONDS"].valid(warn)
+        and SCHEMA["LAG_CRITICAL_SECONDS"].valid(crit)
+        and warn > crit
+    ):
         errors.append(
             Warning(
                 "PGREPLICA['LAG_WARNING_SECONDS'] is above LAG_CRITICAL_SECONDS.",

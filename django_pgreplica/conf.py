@@ -1,14 +1,18 @@
-"""Typed access to the ``PGREPLICA`` setting, read in one place.
+"""The ``PGREPLICA`` setting: one schema that both the runtime and the system checks use.
 
-Values are parsed once per settings change (``setting_changed`` clears the cache), so
-``override_settings`` works and the router's hot path pays a function call, not a parse.
+Each :class:`Option` says its default and what a valid value is. :func:`get_settings`
+parses the user's dict once per settings change (``setting_changed`` clears the cache), so
+``override_settings`` works and the router's hot path pays a function call, not a parse. An
+invalid value falls back to its default at run time (logged) and is reported by
+``manage.py check`` as ``django_pgreplica.E006`` with the same wording.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any, Literal
 
 from django.conf import settings as django_settings
@@ -18,29 +22,100 @@ logger = logging.getLogger("django_pgreplica.conf")
 
 ReadYourWrites = Literal["lsn", "time", "off"]
 READ_YOUR_WRITES_MODES: tuple[str, ...] = ("lsn", "time", "off")
+SAMESITE_VALUES = ("Lax", "Strict", "None", None, False)
 
-DEFAULTS: dict[str, Any] = {
-    "PRIMARY": "default",
-    "REPLICAS": None,  # None: every DATABASES alias other than PRIMARY
-    "READ_YOUR_WRITES": "lsn",
-    "STICKY_SECONDS": 5.0,
-    "MAX_LAG_SECONDS": 30.0,
-    "HEALTH_CHECK_INTERVAL": 1.0,
-    "FAILURE_THRESHOLD": 5,
-    "RESET_TIMEOUT": 60.0,
-    "LAG_WARNING_SECONDS": 5.0,
-    "LAG_CRITICAL_SECONDS": 30.0,
-    "LAG_CRITICAL_BYTES": 100 * 1024 * 1024,
-    "COOKIE_NAME": "pgreplica",
-    "HEADER_NAME": "X-PgReplica-Token",
-    "COOKIE_SECURE": None,  # None: follow SESSION_COOKIE_SECURE
-    "COOKIE_SAMESITE": "Lax",
-    "METRICS_CACHE_SECONDS": 5.0,
-    "SAMPLE_RETENTION_HOURS": 24.0,
-    # alias -> application_name in the primary's pg_stat_replication (monitoring only;
-    # by default matched through the replica's slot, receiver name or address)
-    "REPLICA_APPLICATION_NAMES": {},
-}
+
+def _number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _positive(value: Any) -> bool:
+    return _number(value) and value > 0
+
+
+def _non_negative(value: Any) -> bool:
+    return _number(value) and value >= 0
+
+
+def _aliases(value: Any) -> bool:
+    if value is None or isinstance(value, str):
+        return True
+    return isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    default: Any
+    expected: str  # completes "Expected ...": the check's hint and the runtime's log line
+    valid: Callable[[Any], bool]
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("PRIMARY", "default", "a DATABASES alias", _text),
+    # None: every DATABASES alias other than PRIMARY
+    Option("REPLICAS", None, "a list of DATABASES aliases, or None for all others", _aliases),
+    Option(
+        "READ_YOUR_WRITES",
+        "lsn",
+        "one of " + ", ".join(map(repr, READ_YOUR_WRITES_MODES)),
+        lambda v: v in READ_YOUR_WRITES_MODES,
+    ),
+    Option("STICKY_SECONDS", 5.0, "a number of seconds > 0", _positive),
+    Option(
+        "MAX_LAG_SECONDS",
+        30.0,
+        "a number of seconds >= 0, or None for no limit",
+        lambda v: v is None or _non_negative(v),
+    ),
+    Option("HEALTH_CHECK_INTERVAL", 1.0, "a number of seconds > 0", _positive),
+    Option(
+        "FAILURE_THRESHOLD",
+        5,
+        "an integer >= 1",
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    ),
+    Option("RESET_TIMEOUT", 60.0, "a number of seconds > 0", _positive),
+    Option("LAG_WARNING_SECONDS", 5.0, "a number of seconds >= 0", _non_negative),
+    Option("LAG_CRITICAL_SECONDS", 30.0, "a number of seconds >= 0", _non_negative),
+    Option("LAG_CRITICAL_BYTES", 100 * 1024 * 1024, "a number of bytes >= 0", _non_negative),
+    Option("COOKIE_NAME", "pgreplica", "a non-empty string", _text),
+    Option("HEADER_NAME", "X-PgReplica-Token", "a non-empty string", _text),
+    # None: follow SESSION_COOKIE_SECURE
+    Option(
+        "COOKIE_SECURE",
+        None,
+        "True, False, or None to follow SESSION_COOKIE_SECURE",
+        lambda v: v in (None, True, False),
+    ),
+    Option(
+        "COOKIE_SAMESITE",
+        "Lax",
+        "one of " + ", ".join(map(repr, SAMESITE_VALUES)),
+        lambda v: v in SAMESITE_VALUES,
+    ),
+    Option("METRICS_CACHE_SECONDS", 5.0, "a number of seconds >= 0", _non_negative),
+    Option(
+        "SAMPLE_RETENTION_HOURS",
+        24.0,
+        "a number of hours (0 or less keeps samples forever)",
+        _number,
+    ),
+    # alias -> application_name in the primary's pg_stat_replication (monitoring only; by
+    # default matched through the replica's slot, receiver name or address)
+    Option(
+        "REPLICA_APPLICATION_NAMES",
+        {},
+        "a dict of replica alias -> application_name",
+        lambda v: isinstance(v, dict),
+    ),
+)
+SCHEMA: dict[str, Option] = {option.key: option for option in OPTIONS}
+DEFAULTS: dict[str, Any] = {option.key: option.default for option in OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -70,6 +145,26 @@ class Settings:
         return "HTTP_" + self.header_name.upper().replace("-", "_")
 
 
+def user_settings() -> Any:
+    """``PGREPLICA`` as the project wrote it (maybe not even a dict)."""
+    value = getattr(django_settings, "PGREPLICA", None)
+    return {} if value is None else value
+
+
+def raw_settings() -> dict[str, Any]:
+    """``PGREPLICA`` merged over the defaults, unvalidated (for the system checks)."""
+    user = user_settings()
+    merged = dict(DEFAULTS)
+    if isinstance(user, Mapping):
+        merged.update(user)
+    return merged
+
+
+def invalid_keys(raw: Mapping[str, Any]) -> list[str]:
+    """The known keys whose value the schema rejects."""
+    return [option.key for option in OPTIONS if not option.valid(raw[option.key])]
+
+
 def replica_aliases(value: Any, primary: Any) -> tuple[str, ...]:
     """``REPLICAS`` as a tuple of aliases; None means every other DATABASES alias."""
     if value is None:
@@ -79,83 +174,42 @@ def replica_aliases(value: Any, primary: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def raw_settings() -> dict[str, Any]:
-    """``PGREPLICA`` merged over the defaults, unvalidated (for the system checks)."""
-    user = getattr(django_settings, "PGREPLICA", None) or {}
-    merged = dict(DEFAULTS)
-    if isinstance(user, Mapping):
-        merged.update(user)
-    return merged
-
-
-SAMESITE_VALUES = ("Lax", "Strict", "None", None, False)
-
-
-class _Reader:
-    """Reads values off the raw settings; an invalid one falls back to its default.
-
-    ``manage.py check`` reports it (django_pgreplica.E006); a server started without the
-    checks keeps serving with the default instead of failing every read.
-    """
-
-    def __init__(self, raw: dict[str, Any]) -> None:
-        self.raw = raw
-
-    def _fallback(self, key: str) -> Any:
-        logger.error(
-            "PGREPLICA[%r] = %r is invalid (see manage.py check); using the default %r",
-            key,
-            self.raw[key],
-            DEFAULTS[key],
-        )
-        return DEFAULTS[key]
-
-    def number(self, key: str, cast: type[float] | type[int] = float) -> Any:
-        value = self.raw[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            value = self._fallback(key)
-        return cast(value)
-
-    def optional_number(self, key: str) -> float | None:
-        return None if self.raw[key] is None else self.number(key)
-
-    def choice(self, key: str, allowed: tuple[Any, ...]) -> Any:
-        value = self.raw[key]
-        return value if value in allowed else self._fallback(key)
-
-    def text(self, key: str) -> str:
-        value = self.raw[key]
-        return value if isinstance(value, str) and value else str(self._fallback(key))
-
-
 def _build() -> Settings:
     raw = raw_settings()
-    read = _Reader(raw)
-    primary = str(raw["PRIMARY"])
-    secure = raw["COOKIE_SECURE"]
-    if not isinstance(secure, bool):
+    values = dict(raw)
+    for key in invalid_keys(raw):
+        option = SCHEMA[key]
+        logger.error(
+            "PGREPLICA[%r] = %r is invalid: expected %s (see manage.py check); using %r",
+            key,
+            raw[key],
+            option.expected,
+            option.default,
+        )
+        values[key] = option.default
+    secure = values["COOKIE_SECURE"]
+    if secure is None:
         secure = bool(getattr(django_settings, "SESSION_COOKIE_SECURE", False))
-    replicas = raw["REPLICAS"]
-    if not isinstance(replicas, (list, tuple, str, type(None))):
-        replicas = read._fallback("REPLICAS")
+    max_lag = values["MAX_LAG_SECONDS"]
+    primary = values["PRIMARY"]
     return Settings(
         primary=primary,
-        replicas=replica_aliases(replicas, primary),
-        read_your_writes=read.choice("READ_YOUR_WRITES", READ_YOUR_WRITES_MODES),
-        sticky_seconds=read.number("STICKY_SECONDS"),
-        max_lag_seconds=read.optional_number("MAX_LAG_SECONDS"),
-        health_check_interval=read.number("HEALTH_CHECK_INTERVAL"),
-        failure_threshold=max(1, read.number("FAILURE_THRESHOLD", int)),
-        reset_timeout=read.number("RESET_TIMEOUT"),
-        lag_warning_seconds=read.number("LAG_WARNING_SECONDS"),
-        lag_critical_seconds=read.number("LAG_CRITICAL_SECONDS"),
-        lag_critical_bytes=read.number("LAG_CRITICAL_BYTES", int),
-        cookie_name=read.text("COOKIE_NAME"),
-        header_name=read.text("HEADER_NAME"),
-        cookie_secure=secure,
-        cookie_samesite=read.choice("COOKIE_SAMESITE", SAMESITE_VALUES),
-        metrics_cache_seconds=read.number("METRICS_CACHE_SECONDS"),
-        sample_retention_hours=read.number("SAMPLE_RETENTION_HOURS"),
+        replicas=replica_aliases(values["REPLICAS"], primary),
+        read_your_writes=values["READ_YOUR_WRITES"],
+        sticky_seconds=float(values["STICKY_SECONDS"]),
+        max_lag_seconds=None if max_lag is None else float(max_lag),
+        health_check_interval=float(values["HEALTH_CHECK_INTERVAL"]),
+        failure_threshold=int(values["FAILURE_THRESHOLD"]),
+        reset_timeout=float(values["RESET_TIMEOUT"]),
+        lag_warning_seconds=float(values["LAG_WARNING_SECONDS"]),
+        lag_critical_seconds=float(values["LAG_CRITICAL_SECONDS"]),
+        lag_critical_bytes=int(values["LAG_CRITICAL_BYTES"]),
+        cookie_name=values["COOKIE_NAME"],
+        header_name=values["HEADER_NAME"],
+        cookie_secure=bool(secure),
+        cookie_samesite=values["COOKIE_SAMESITE"],
+        metrics_cache_seconds=float(values["METRICS_CACHE_SECONDS"]),
+        sample_retention_hours=float(values["SAMPLE_RETENTION_HOURS"]),
         raw=raw,
     )
 

@@ -40,7 +40,7 @@ def test_checks_are_registered_with_manage_py_check() -> None:
     [
         ({"PRIMARY": "nope"}, "django_pgreplica.E002"),
         ({"REPLICAS": ["ghost"]}, "django_pgreplica.E003"),
-        ({"REPLICAS": 5}, "django_pgreplica.E003"),
+        ({"REPLICAS": 5}, "django_pgreplica.E006"),
         ({"REPLICAS": ["default"]}, "django_pgreplica.E004"),
         ({"READ_YOUR_WRITES": "always"}, "django_pgreplica.E006"),
         ({"STICKY_SECONDS": 0}, "django_pgreplica.E006"),

@@ -10,6 +10,7 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth.models import User
 from django.test import AsyncClient, Client
 
+from django_pgreplica.clock import FakeClock
 from django_pgreplica.testing.plugin import replay_paused, wait_for_replay
 from testproject.shop.models import Product
 from tests.support import pgreplica_settings
@@ -81,22 +82,22 @@ def test_header_token_for_api_clients_without_cookies(product: Product) -> None:
         assert found.json()["database"] == "default"
 
 
-def test_token_never_pins_longer_than_sticky_seconds(product: Product) -> None:
+def test_token_never_pins_longer_than_sticky_seconds(product: Product, clock: FakeClock) -> None:
     client = Client()
     with pgreplica_settings(**ONE_REPLICA, STICKY_SECONDS=1), replay_paused("replica"):
         place_order(client)
         assert served_from(client) == "default"
-        time.sleep(1.2)
+        clock.advance(1.2)
         assert served_from(client) == "replica"
 
 
-def test_time_mode_pins_for_the_window(product: Product) -> None:
+def test_time_mode_pins_for_the_window(product: Product, clock: FakeClock) -> None:
     client = Client()
     with pgreplica_settings(**ONE_REPLICA, READ_YOUR_WRITES="time", STICKY_SECONDS=1):
         place_order(client)
         wait_for_replay()
         assert served_from(client) == "default"  # replica has it, but time mode waits
-        time.sleep(1.2)
+        clock.advance(1.2)
         assert served_from(client) == "replica"
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from django.db import connections
 
+from django_pgreplica.clock import FakeClock
 from django_pgreplica.consistency import scope
 from django_pgreplica.health import circuit_state, get_health
 from django_pgreplica.health.breaker import CircuitState
@@ -71,20 +72,23 @@ def test_killed_replica_costs_no_failed_read(cluster: Any, product: Product) -> 
     assert first_fallback < 1.0, first_fallback
 
 
-def test_stopped_replica_opens_the_circuit_then_returns(cluster: Any, product: Product) -> None:
+def test_stopped_replica_opens_the_circuit_then_returns(
+    cluster: Any, product: Product, clock: FakeClock
+) -> None:
     with pgreplica_settings(
         REPLICAS=["replica"], FAILURE_THRESHOLD=3, RESET_TIMEOUT=1.0, HEALTH_CHECK_INTERVAL=0.05
     ):
         assert read_once() == "replica"
         cluster.stop("replica1")
+        clock.advance(0.06)  # the fake clock stood still while the server stopped
         served = []
         for _ in range(8):
             served.append(read_once())
-            time.sleep(0.06)
+            clock.advance(0.06)
         assert set(served) == {"default"}
         assert circuit_state("replica") is CircuitState.OPEN
         cluster.start("replica1")
-        time.sleep(1.1)
+        clock.advance(1.1)
         assert circuit_state("replica") is CircuitState.HALF_OPEN
         assert read_once() == "replica"  # the half-open probe succeeded
         assert circuit_state("replica") is CircuitState.CLOSED
@@ -98,11 +102,11 @@ def test_other_replica_takes_over_when_one_dies(cluster: Any, product: Product) 
 
 
 def test_promoted_replica_gets_no_reads(
-    cluster: Any, product: Product, caplog: pytest.LogCaptureFixture
+    cluster: Any, product: Product, caplog: pytest.LogCaptureFixture, clock: FakeClock
 ) -> None:
     with pgreplica_settings(HEALTH_CHECK_INTERVAL=0.05):
         cluster.promote("replica2")
-        time.sleep(0.1)
+        clock.advance(0.1)
         served = {read_once() for _ in range(30)}
         assert served == {"replica"}
         reason = get_health("replica2").reason()

@@ -140,6 +140,7 @@ def test_decisions_are_counted_by_reason() -> None:
 
 
 def test_a_lagging_replica_gets_no_reads(caplog: pytest.LogCaptureFixture) -> None:
+    # Real sleeps here: the lag is PostgreSQL's own replay delay, not one of our timers.
     wait_for_replay()
     with pgreplica_settings(MAX_LAG_SECONDS=0.5, HEALTH_CHECK_INTERVAL=0.1):
         with replay_paused("replica"):
