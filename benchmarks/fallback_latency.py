@@ -19,7 +19,7 @@ Three connection policies, each in its own process (settings are per process):
 
     .venv/bin/python benchmarks/fallback_latency.py [--trials 10] [--modes fresh,persistent]
 
-Target from the design seed: under 1 s.
+Target: under 1 s (results and method: docs/benchmarks.md, "Fallback latency").
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Nanoseconds per ``db_for_read``: Django without a router, django-multidb-router's
 ``PinningReplicaRouter`` and django-pgreplica's ``ReplicaRouter``, in one process,
-interleaved so machine noise hits all three alike.
+interleaved so machine noise hits all three alike, both inside a request (a routing scope)
+and outside any (a script, a management command).
 
-Needs a replica to be healthy (ours probes it): starts or reuses a local cluster.
+Needs a replica to be healthy (ours probes it): starts or reuses a local cluster, and
+django-multidb-router (``.venv/bin/pip install django-multidb-router``; not a dependency).
 
     .venv/bin/python benchmarks/router_overhead.py [--calls 200000] [--rounds 7]
 """
@@ -10,6 +12,7 @@ Needs a replica to be healthy (ours probes it): starts or reuses a local cluster
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -79,13 +82,18 @@ def main() -> None:
         "multidb PinningReplicaRouter": ConnectionRouter([PinningReplicaRouter()]),
         "pgreplica ReplicaRouter": ConnectionRouter([ReplicaRouter()]),
     }
-    with scope():  # one long "request": the replica is chosen once, then health is cached
-        assert routers["pgreplica ReplicaRouter"].db_for_read(User) == "replica"
-        assert routers["multidb PinningReplicaRouter"].db_for_read(User) == "replica"
-        samples: dict[str, list[float]] = {name: [] for name in routers}
-        for _ in range(args.rounds):
-            for name, router in routers.items():
-                samples[name].append(per_call_ns(router.db_for_read, User, args.calls))
+    places = {"inside a request": scope, "outside any request": contextlib.nullcontext}
+    samples: dict[tuple[str, str], list[float]] = {
+        (place, name): [] for place in places for name in routers
+    }
+    for _ in range(args.rounds):
+        for place, context in places.items():
+            with context():  # a long "request": the replica is chosen once
+                assert routers["pgreplica ReplicaRouter"].db_for_read(User) == "replica"
+                assert routers["multidb PinningReplicaRouter"].db_for_read(User) == "replica"
+                for name, router in routers.items():
+                    ns = per_call_ns(router.db_for_read, User, args.calls)
+                    samples[place, name].append(ns)
 
     import platform
 
@@ -93,9 +101,9 @@ def main() -> None:
         f"python {platform.python_version()}, {platform.machine()}, "
         f"{args.rounds} rounds x {args.calls} calls, median ns per db_for_read"
     )
-    print(f"{'router':32} {'median':>8} {'min':>8}")
-    for name, values in samples.items():
-        print(f"{name:32} {statistics.median(values):8.0f} {min(values):8.0f}")
+    print(f"{'where':20} {'router':32} {'median':>8} {'min':>8}")
+    for (place, name), values in samples.items():
+        print(f"{place:20} {name:32} {statistics.median(values):8.0f} {min(values):8.0f}")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ wall = time.time
 class FakeClock:
     """A clock that moves only when told: ``with FakeClock() as clock: clock.advance(5)``."""
 
-    def __init__(self, start: float = 1_000.0, wall_start: float = 1_700_000_000.0) -> None:
-        self.now = start
-        self.wall_now = wall_start
+    def __init__(self, start: float | None = None, wall_start: float | None = None) -> None:
+        # Starts at the real time by default, so state recorded before it was installed
+        # (a probe, a token) stays comparable.
+        self.now = time.monotonic() if start is None else start
+        self.wall_now = time.time() if wall_start is None else wall_start
         self._saved: tuple[object, object] | None = None
 
     def monotonic(self) -> float:

@@ -40,7 +40,8 @@ class RoutingState:
     chosen: ReplicaHealth | None = None  # the replica chosen for this scope
     token_asked: set[str] = field(default_factory=set)  # replicas asked for their position
     failed: set[str] = field(default_factory=set)  # replicas that failed in this scope
-    primary_connection: tuple[int, Any] | None = None  # (thread id, wrapper): router cache
+    # The router's per-thread cache: (thread id, settings, primary connection, read counts)
+    thread_cache: tuple[int, Any, Any, Any] | None = None
     issued: ConsistencyToken | None = None  # token handed out since the last write
     scoped: bool = True
 
@@ -54,26 +55,23 @@ class RoutingState:
         self.issued = None
 
 
+# Outside any scope it holds an unscoped state (made on first use) or None.
 _state: ContextVar[RoutingState | None] = ContextVar("django_pgreplica_state", default=None)
-_unscoped: ContextVar[RoutingState] = ContextVar("django_pgreplica_unscoped")
 
 
 def current_state() -> RoutingState:
     """The current scope's state; outside a scope, the context's unscoped state."""
     state = _state.get()
-    if state is not None:
-        return state
-    try:
-        return _unscoped.get()
-    except LookupError:
+    if state is None:
         state = RoutingState(scoped=False)
-        _unscoped.set(state)
-        return state
+        _state.set(state)
+    return state
 
 
 def active_state() -> RoutingState | None:
     """The current scope's state, or None outside any scope."""
-    return _state.get()
+    state = _state.get()
+    return state if state is not None and state.scoped else None
 
 
 def begin(token: ConsistencyToken | None = None) -> tuple[RoutingState, VarToken[Any]]:
@@ -104,7 +102,6 @@ def scope(token: ConsistencyToken | None = None) -> Iterator[RoutingState]:
 def leave_scopes() -> None:
     """Leave any scope this context is in and drop its unscoped cache (tests)."""
     _state.set(None)
-    _unscoped.set(RoutingState(scoped=False))
 
 
 class use_primary:
@@ -124,7 +121,7 @@ class use_primary:
     _entered: list[tuple[RoutingState, VarToken[Any] | None]]
 
     def __enter__(self) -> None:
-        state = _state.get()
+        state = active_state()
         opened = None
         if state is None:  # outside any scope: the block becomes one
             state, opened = begin()

@@ -8,7 +8,8 @@
   LAG_CRITICAL_SECONDS or LAG_CRITICAL_BYTES; lag over LAG_WARNING_SECONDS, paused replay,
   or an open circuit is a WARNING;
 - an unreachable primary makes the whole report UNKNOWN;
-- a configuration audit lists departures from the seed's recommended settings.
+- a configuration audit lists departures from the PostgreSQL settings docs/postgresql.md
+  recommends (advice only: it never changes the status).
 
 The layers: :mod:`.queries` (I/O), :mod:`.types` (dataclasses), :mod:`.evaluate` and
 :mod:`.audit` (pure), :mod:`.render` (text/JSON). How replica aliases are matched to

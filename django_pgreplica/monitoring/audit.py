@@ -1,4 +1,4 @@
-"""Configuration audit against the seed's recommendations (sections 1 and 5). Pure.
+"""Configuration audit against the settings docs/postgresql.md recommends. Pure.
 
 Findings are advice: they are listed by ``replication_status`` and never change its exit
 code, so a deliberate deviation (a laptop-sized ``wal_keep_size``) does not page anyone.
@@ -11,8 +11,11 @@ from collections.abc import Sequence
 from ..units import pg_setting_bytes, pg_setting_seconds
 from .types import AuditFinding, PrimaryObservation, ReplicaObservation, ServerSetting
 
-RECOMMENDED_WAL_KEEP_SIZE = 2048 * 1024 * 1024  # seed: 2GB
-MAX_STANDBY_DELAY = 30.0  # seed: max_standby_streaming_delay = 30s
+# wal_keep_size = 2GB: a replica streaming without a slot rides out a short outage.
+RECOMMENDED_WAL_KEEP_SIZE = 2048 * 1024 * 1024
+# max_standby_streaming_delay = 30s, the default MAX_LAG_SECONDS: one long replica query
+# cannot hold replay back past the point where the router stops reading from the replica.
+MAX_STANDBY_DELAY = 30.0
 # A hot standby pauses recovery when one of these is lower than on its primary.
 MUST_NOT_BE_LOWER_ON_STANDBY = (
     "max_connections",
@@ -24,7 +27,8 @@ MUST_NOT_BE_LOWER_ON_STANDBY = (
 
 
 def recommended_wal_senders(replicas: int) -> int:
-    """The seed's rule of thumb: replicas * 2 + 1 (reconnects and a base backup fit)."""
+    """max_wal_senders and max_replication_slots: replicas * 2 + 1, one per replica plus room
+    for reconnecting replicas and a pg_basebackup (docs/postgresql.md)."""
     return replicas * 2 + 1
 
 
@@ -100,8 +104,8 @@ def _audit_primary(primary: PrimaryObservation, replica_count: int) -> list[Audi
             AuditFinding(
                 "W104",
                 node,
-                "wal_keep_size is below the seed's 2GB: a replica that falls behind without "
-                "a slot may need WAL the primary already recycled.",
+                "wal_keep_size is below 2GB (see docs/postgresql.md): a replica that falls "
+                "behind without a slot may need WAL the primary already recycled.",
                 "wal_keep_size",
                 _display(keep),
                 "2GB",
@@ -142,7 +146,8 @@ def _audit_primary(primary: PrimaryObservation, replica_count: int) -> list[Audi
                 "W107",
                 node,
                 "synchronous replication is on: every commit waits for a standby, and writes "
-                "stall while none answers (the seed chose asynchronous replication).",
+                "stall while none answers (synchronous_standby_names is set; django-pgreplica "
+                "assumes asynchronous replication, see docs/postgresql.md).",
                 "synchronous_standby_names",
                 sync_names.setting,
                 "''",
@@ -191,7 +196,8 @@ def _audit_replica(obs: ReplicaObservation, primary: PrimaryObservation) -> list
                 "W203",
                 node,
                 "max_standby_streaming_delay lets replica queries hold back replay for longer "
-                "than the seed's 30s, so lag can build up behind a long query.",
+                "than 30s (the default MAX_LAG_SECONDS, see docs/postgresql.md), so lag can "
+                "build up behind a long query.",
                 "max_standby_streaming_delay",
                 _display(delay),
                 "30s",

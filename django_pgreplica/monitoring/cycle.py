@@ -2,9 +2,9 @@
 
 Check, log problems (logger ``django_pgreplica.monitoring``, the alias and the numbers in
 each line), send :data:`~django_pgreplica.signals.replication_alert`, store a
-:class:`~django_pgreplica.models.ReplicationSample` per replica and delete samples older
-than SAMPLE_RETENTION_HOURS (0 or less keeps them forever). Celery-free: a cron job or a
-test can call :func:`run_cycle` directly.
+:class:`~.samples.ReplicationSample` per replica and delete samples older than
+SAMPLE_RETENTION_HOURS (0 or less keeps them forever). Celery-free: a cron job or a test
+can call :func:`run_cycle` directly.
 """
 
 from __future__ import annotations
@@ -165,6 +165,8 @@ def prune_samples(primary: str, retention_hours: float, now: datetime) -> int:
 
 
 def run_cycle(*, run: QueryRunner = django_runner, now: datetime | None = None) -> dict[str, Any]:
+    """One run; returns ``replication_status --json``'s document (:func:`.render.report_to_dict`)
+    plus ``alerts`` (signals sent), ``samples_stored``, ``samples_deleted`` and ``errors``."""
     from . import check_replication
 
     settings = get_settings()

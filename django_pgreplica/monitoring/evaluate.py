@@ -10,7 +10,7 @@ nothing to do with the Django alias (the local cluster's alias ``replica`` is no
 1. ``setting``: ``PGREPLICA["REPLICA_APPLICATION_NAMES"] = {"replica": "replica1"}``.
 2. ``slot``: the replica's ``primary_slot_name`` (readable without privileges) names a slot
    on the primary whose ``active_pid`` is the row's walsender pid. Works across hosts and
-   NAT whenever slots are used, as the seed recommends.
+   NAT whenever slots are used, as docs/postgresql.md recommends (one slot per replica).
 3. ``application_name``: what the replica's receiver announces (its conninfo's
    ``application_name``, else ``cluster_name``, else "walreceiver") equals the row's.
 4. ``address``: the replica's ``inet_server_addr()`` equals the row's ``client_addr``
@@ -221,8 +221,8 @@ def _streaming_problems(
 def lag_problems(
     lag_seconds: float | None, lag_bytes: int | None, thresholds: Thresholds
 ) -> list[tuple[Status, str]]:
-    """The seed's thresholds: over critical seconds or bytes is CRITICAL, over warning
-    seconds is WARNING. Strictly greater, as in the seed's alert code."""
+    """The LAG_* settings: over critical seconds or bytes is CRITICAL, over warning seconds
+    is WARNING. Strictly greater, as in the rules of ops/prometheus/alerts.yml."""
     problems: list[tuple[Status, str]] = []
     if lag_seconds is not None:
         if lag_seconds > thresholds.critical_seconds:

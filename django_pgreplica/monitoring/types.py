@@ -213,7 +213,8 @@ class SlotReport:
 
 @dataclass(frozen=True)
 class AuditFinding:
-    """A setting that departs from the seed's recommendations. Never changes the status."""
+    """A setting that departs from docs/postgresql.md's recommendations. Never changes the
+    status."""
 
     code: str
     node: str  # a Django alias

@@ -113,8 +113,23 @@ def _replica_at(settings: Settings, state: RoutingState, chosen: str, lsn: int) 
     return None
 
 
-def route_read(settings: Settings, state: RoutingState) -> tuple[str, str]:
-    """(alias, reason) for a read in the current scope. This is the hot path."""
+def route_read(settings: Settings, state: RoutingState) -> str:
+    """The alias for a read in the current scope, counted by reason. This is the hot path."""
+    # connections[alias] goes through asgiref's Local and the per-thread counters through
+    # threading.local, the costliest steps of a read; a scope keeps seeing the same objects
+    # on the same thread (until the settings change), so remember them.
+    thread = get_ident()
+    cached = state.thread_cache
+    if cached is None or cached[0] != thread or cached[1] is not settings:
+        cached = (thread, settings, connections[settings.primary], stats.thread_counts())
+        state.thread_cache = cached
+    alias, reason = decide(settings, state, cached[2])
+    cached[3][alias, reason] += 1
+    return alias
+
+
+def decide(settings: Settings, state: RoutingState, conn: Any) -> tuple[str, str]:
+    """(alias, reason) for a read; ``conn`` is this thread's primary connection."""
     primary = settings.primary
     if state.forced:
         return primary, REASON_FORCED
@@ -122,15 +137,6 @@ def route_read(settings: Settings, state: RoutingState) -> tuple[str, str]:
         return primary, REASON_PINNED
     if not settings.replicas:
         return primary, REASON_NO_REPLICA
-    # connections[alias] goes through asgiref's Local, the costliest step of a read; a
-    # scope keeps seeing the same connection object on the same thread, so remember it.
-    thread = get_ident()
-    cached = state.primary_connection
-    if cached is not None and cached[0] == thread:
-        conn = cached[1]
-    else:
-        conn = connections[primary]
-        state.primary_connection = (thread, conn)
     if conn.in_atomic_block and in_user_atomic(conn):
         return primary, REASON_ATOMIC
     token = state.token

@@ -50,6 +50,11 @@ class _ThreadCounts(threading.local):
 per_thread = _ThreadCounts()
 
 
+def thread_counts() -> Counts:
+    """This thread's read counts, to add to directly (the router caches it per scope)."""
+    return per_thread.reads
+
+
 def count_read(database: str, reason: str) -> None:
     per_thread.reads[database, reason] += 1
 

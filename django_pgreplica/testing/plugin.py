@@ -5,14 +5,15 @@ Opt in from a conftest (``pytest_plugins = ["django_pgreplica.testing.plugin"]``
 
 - ``pgreplica_cluster`` (session): starts or reuses a
   :class:`~django_pgreplica.testing.cluster.Cluster` in ``$PGREPLICA_CLUSTER_DIR`` (default
-  ``<rootdir>/.pgreplica/test``) on base port
-  ``$PGREPLICA_CLUSTER_PORT`` (default: first free from 64432), one replica per ``REPLICAS``
-  alias. It is left running for the next run unless ``PGREPLICA_CLUSTER_KEEP=0``.
+  ``<rootdir>/.pgreplica/test``) on base port ``$PGREPLICA_CLUSTER_PORT`` (default: first
+  free from 64432), one replica per ``REPLICAS`` alias. It is left running for the next run
+  unless ``PGREPLICA_CLUSTER_KEEP=0``.
 - ``django_db_modify_db_settings`` points the primary and replica aliases at the cluster
   (replicas become ``TEST["MIRROR"]`` of the primary), so any test that uses the database
   runs against real streaming replication.
-- :func:`wait_for_replay` and :func:`replay_paused` work on Django aliases; the ``pgreplica``
-  fixture bundles them with alias-based fault helpers and heals the cluster afterwards.
+- :func:`wait_for_replay` and :func:`replay_paused` (defined in :mod:`.aliases`, imported
+  from here) work on Django aliases; the ``pgreplica`` fixture bundles them with alias-based
+  fault helpers and heals the cluster afterwards.
 
 Tests that read from a replica need committed data: ``django_db(transaction=True)``.
 """
@@ -27,10 +28,9 @@ from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from ..lsn import WAL_POSITION_SQL, parse_lsn, wal_target
+from .aliases import REPLICA_CONNECT_TIMEOUT, configured_aliases, replay_paused, wait_for_replay
 from .cluster import Cluster, ClusterError, free_base_port
 
 logger = logging.getLogger(__name__)
@@ -48,87 +48,6 @@ __all__ = [
 ]
 
 DEFAULT_TEST_PORT = 64432
-REPLICA_CONNECT_TIMEOUT = 2
-
-
-def _aliases() -> tuple[str, tuple[str, ...]]:
-    from django_pgreplica.conf import get_settings
-
-    conf = get_settings()
-    return conf.primary, tuple(conf.replicas)
-
-
-# --- helpers on Django aliases --------------------------------------------------------
-
-
-def _alias_connection(alias: str) -> Any:
-    """The raw psycopg connection behind Django's ``alias`` (no router, no ORM)."""
-    from django.db import connections
-
-    wrapper = connections[alias]
-    wrapper.ensure_connection()
-    return wrapper.connection
-
-
-def _fetch(alias: str, sql: str, params: Sequence[Any] | None = None) -> tuple[Any, ...]:
-    with _alias_connection(alias).cursor() as cursor:
-        cursor.execute(sql, params)
-        row: tuple[Any, ...] = cursor.fetchone()
-        return row
-
-
-def wait_for_replay(aliases: Sequence[str] | None = None, timeout: float = 10.0) -> None:
-    """Block until each replica alias has replayed everything the primary has written.
-
-    Reads ``pg_current_wal_insert_lsn()`` on the primary alias, then polls each replica
-    (default: all of ``PGREPLICA["REPLICAS"]``) until its replay position reaches it.
-    Raises TimeoutError naming the first replica that does not get there in ``timeout``.
-    """
-    primary, replicas = _aliases()
-    row = _fetch(primary, WAL_POSITION_SQL)
-    lsn, target = row[0], wal_target(row)
-    deadline = time.monotonic() + timeout
-    for alias in replicas if aliases is None else aliases:
-        while True:
-            (replayed,) = _fetch(alias, "SELECT pg_last_wal_replay_lsn()::text")
-            if replayed is not None and parse_lsn(replayed) >= target:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"replica alias {alias!r} has not replayed the primary's WAL up to {lsn} "
-                    f"within {timeout}s (replayed: {replayed}); is its replay paused?"
-                )
-            time.sleep(0.01)
-
-
-def _psycopg_connect(alias: str) -> psycopg.Connection[Any]:
-    """A separate autocommit connection from ``alias``'s settings, outside Django's."""
-    from django.db import connections
-
-    conf = connections[alias].settings_dict
-    options = conf.get("OPTIONS") or {}
-    return psycopg.connect(
-        host=conf.get("HOST") or None,
-        port=str(conf.get("PORT") or "") or None,
-        user=conf.get("USER") or None,
-        password=conf.get("PASSWORD") or None,
-        dbname=conf.get("NAME") or "postgres",
-        connect_timeout=options.get("connect_timeout", REPLICA_CONNECT_TIMEOUT),
-        autocommit=True,
-    )
-
-
-@contextlib.contextmanager
-def replay_paused(alias: str) -> Iterator[None]:
-    """Pause WAL replay on replica ``alias`` for the block: it keeps receiving, applies
-    nothing, so reads there stay stale. Needs a superuser (the cluster's ``postgres``)."""
-    with _psycopg_connect(alias) as conn:
-        conn.execute("SELECT pg_wal_replay_pause()")
-        try:
-            yield
-        finally:
-            conn.execute("SELECT pg_wal_replay_resume()")
-
 
 # --- pointing Django at the cluster ---------------------------------------------------
 
@@ -142,7 +61,7 @@ def configure_databases(cluster: Cluster) -> None:
     from django.conf import settings
     from django.db import connections
 
-    primary, replicas = _aliases()
+    primary, replicas = configured_aliases()
     targets = [(primary, cluster.primary), *zip(replicas, cluster.replicas, strict=False)]
     for alias, node in targets:
         db = settings.DATABASES[alias]
@@ -185,7 +104,7 @@ def _keep_cluster() -> bool:
 @pytest.fixture(scope="session")
 def pgreplica_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """The running test cluster (a :class:`~django_pgreplica.testing.cluster.Cluster`)."""
-    _, replicas = _aliases()
+    _, replicas = configured_aliases()
     try:
         cluster = start_test_cluster(Path(request.config.rootpath), len(replicas))
     except ClusterError as exc:
@@ -242,7 +161,7 @@ class PgReplica:
 
     def node_name(self, alias_or_node: str) -> str:
         """Cluster node for a Django alias (``"replica"`` -> ``"replica1"``); node names pass."""
-        primary, replicas = _aliases()
+        primary, replicas = configured_aliases()
         if alias_or_node == primary:
             return "primary"
         if alias_or_node in replicas:

@@ -2,7 +2,9 @@
 
 Drives Debian's Chromium (``apt-get install -y chromium``; ``PGREPLICA_CHROMIUM`` points
 elsewhere) through Playwright, with a fresh profile. A missing browser fails the test: it
-is never skipped. Saves the documentation screenshot ``docs/img/admin-replication.png``.
+is never skipped. Screenshots go to the test's ``tmp_path``; with ``PGREPLICA_SCREENSHOT``
+set (a path, relative to the repository root), the light one is also copied there: that is
+how ``scripts/refresh-admin-screenshot`` refreshes ``docs/img/admin-replication.png``.
 
 Playwright's sync API keeps an event loop in the test's thread while it runs, where Django
 refuses ORM calls; so every database write happens before the browser starts.
@@ -27,7 +29,8 @@ from django_pgreplica.models import ReplicationSample
 from django_pgreplica.testing.plugin import replay_paused, wait_for_replay
 from tests.monitoring_support import write_rows
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "img" / "admin-replication.png"
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT_ENV = "PGREPLICA_SCREENSHOT"  # also copy the screenshot there (docs)
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -109,6 +112,16 @@ def log_in(page: Any, base: str) -> None:
     page.wait_for_url(f"{base}/admin/replication/")
 
 
+def publish_screenshot(screenshot: Path) -> None:
+    """Copy ``screenshot`` to ``$PGREPLICA_SCREENSHOT`` when set (the docs image)."""
+    wanted = os.environ.get(SCREENSHOT_ENV)
+    if not wanted:
+        return
+    target = Path(wanted) if Path(wanted).is_absolute() else ROOT / wanted
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(screenshot, target)
+
+
 def badge_text(page: Any, alias: str) -> str:
     cell = page.locator(f'tr.pgr-replica[data-replica="{alias}"] td .pgr-badge').first
     return str(cell.inner_text()).strip().lower()
@@ -116,6 +129,7 @@ def badge_text(page: Any, alias: str) -> str:
 
 @pytest.mark.django_db(transaction=True, databases="__all__")
 def test_replication_page_in_chromium(live_server: Any, tmp_path: Path) -> None:
+    screenshot = tmp_path / "admin-replication.png"
     User.objects.create_superuser("admin", "admin@example.com", "admin-password")
     store_history()
     wait_for_replay()
@@ -145,8 +159,7 @@ def test_replication_page_in_chromium(live_server: Any, tmp_path: Path) -> None:
             assert page.locator("svg#pgreplica-lag-bytes").is_visible()
             assert page.locator("#pgr-audit li").count() >= 1
 
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            page.screenshot(path=str(screenshot), full_page=True)
 
             # Dark mode: the admin's variables restyle the badges and the chart's axes.
             page.emulate_media(color_scheme="dark")
@@ -160,4 +173,5 @@ def test_replication_page_in_chromium(live_server: Any, tmp_path: Path) -> None:
             assert warning_bg == "rgb(88, 51, 5)"  # --message-warning-bg, dark
             page.screenshot(path=str(tmp_path / "admin-replication-dark.png"), full_page=True)
     wait_for_replay()
-    assert SCREENSHOT.stat().st_size > 20_000
+    assert screenshot.stat().st_size > 20_000
+    publish_screenshot(screenshot)

@@ -76,7 +76,7 @@ def test_rules_and_tests_only_use_series_the_collector_exports() -> None:
         assert used <= exported, (path.name, sorted(used - exported))
 
 
-def test_the_seed_thresholds_are_the_rules_thresholds() -> None:
+def test_the_lag_setting_defaults_are_the_rules_thresholds() -> None:
     from django_pgreplica.conf import DEFAULTS
 
     text = RULES.read_text()

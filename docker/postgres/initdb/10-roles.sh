@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs once, when the primary's data directory is first initialised
-# (/docker-entrypoint-initdb.d). Creates the two roles the seed asks for:
+# (/docker-entrypoint-initdb.d). Creates the two roles docs/postgresql.md ("Roles") sets up:
 #   - $REPLICATION_USER: LOGIN REPLICATION, used by the replicas' pg_basebackup and WAL
 #     receivers (pg_hba.conf "replication" lines);
 #   - $MONITOR_USER: LOGIN with pg_monitor, used by postgres-exporter. Without pg_monitor

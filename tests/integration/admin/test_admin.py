@@ -16,14 +16,11 @@ from django.conf import settings
 from django.contrib.admin import AdminSite
 from django.contrib.auth.models import Permission, User
 from django.db import connections
-from django.http import QueryDict
 from django.test import Client, override_settings
 from django.urls import path, reverse
 from django.utils import timezone
 
 from django_pgreplica.admin import ReplicationSampleAdmin, register
-from django_pgreplica.admin.charts import Point
-from django_pgreplica.admin.views import parse_hours, parse_refresh, thin
 from django_pgreplica.models import ReplicationSample
 from django_pgreplica.testing.cluster import Cluster
 from django_pgreplica.testing.plugin import replay_paused, wait_for_replay
@@ -346,28 +343,3 @@ def test_auto_refresh_toggle(admin_client_: Client) -> None:
     assert '<meta http-equiv="refresh" content="30">' in on
     assert f'<a href="{PAGE}?hours=24">turn off</a>' in on
     assert 'http-equiv="refresh"' not in page(admin_client_, f"{PAGE}?refresh=0")
-
-
-# --- pure helpers --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("query", "hours", "refresh"),
-    [("", 6, None), ("hours=24&refresh=10", 24, 10), ("hours=5&refresh=1", 6, None),
-     ("hours=x&refresh=y", 6, None), ("refresh=4", 6, None), ("refresh=3600", 6, 3600),
-     ("refresh=3601", 6, None)],
-)  # fmt: skip
-def test_query_parameters(query: str, hours: int, refresh: int | None) -> None:
-    params = QueryDict(query)
-    assert (parse_hours(params), parse_refresh(params)) == (hours, refresh)
-
-
-def test_thin_keeps_peaks_and_outages() -> None:
-    start = timezone.now()
-    points = [Point(start + timedelta(seconds=i), float(i % 10)) for i in range(1000)]
-    points[500] = Point(points[500].at, None, down=True)
-    kept = thin(points, limit=100)
-    assert len(kept) <= 100
-    assert any(p.down for p in kept)
-    assert max(p.value or 0 for p in kept) == 9.0
-    assert thin(points[:50], limit=100) == points[:50]

@@ -45,7 +45,7 @@ def test_healthy_cluster_is_ok_and_every_alias_finds_its_standby() -> None:
         "replica2": "replica2",
     }
     assert report.unmatched_standbys == ()
-    # The local cluster follows the seed except for laptop-sized WAL retention.
+    # The local cluster follows docs/postgresql.md except for laptop-sized WAL retention.
     assert [f.code for f in report.audit] == ["W104"]
 
 

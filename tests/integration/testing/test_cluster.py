@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import socket
@@ -14,23 +15,21 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from django_pgreplica.testing.cluster import (
-    Cluster,
-    ClusterError,
-    NodeStatus,
-    find_bindir,
-    parse_lsn,
-    record_end_lsn,
-)
+import django_pgreplica.testing.cluster as package
+from django_pgreplica.lsn import parse_lsn, record_end_lsn
+from django_pgreplica.testing.cluster import Cluster, ClusterError, NodeStatus
+from django_pgreplica.testing.cluster.binaries import find_bindir
 from tests.clusters import start_private
 
 ROOT = Path(__file__).resolve().parents[3]
 FIRST_PORT = 64452  # the first free ports from here (64472+: the plugin tests)
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, module: str = "django_pgreplica.testing.cluster"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "django_pgreplica.testing.cluster", *args],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -342,3 +341,57 @@ def test_long_directories_get_a_short_socket_dir(tmp_path: Path) -> None:
     deep = tmp_path / ("x" * 120)
     assert len(str(Cluster(deep).socket_dir)) < 60
     assert Cluster(tmp_path / "c").socket_dir == tmp_path / "c" / "run"
+
+
+# --- the package --------------------------------------------------------------------
+
+
+def test_package_exports_what_importers_use() -> None:
+    for name in package.__all__:
+        assert getattr(package, name) is not None, name
+    assert package.PGCONF_DIR == ROOT / "django_pgreplica" / "pgconf"
+    assert (package.PGCONF_DIR / "primary.conf").is_file()
+    assert package.main.__module__ == "django_pgreplica.testing.cluster.cli"
+
+
+def _imports_within(package: str) -> dict[str, set[str]]:
+    """Module -> the modules of ``package`` it imports, read from the source (not run)."""
+    graph: dict[str, set[str]] = {}
+    for path in (ROOT / package.replace(".", "/")).rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        here = name.split(".") if parts[-1] == "__init__" else name.split(".")[:-1]
+        imported: list[str] = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = ".".join(here[: len(here) - node.level + 1]) if node.level else ""
+                module = ".".join(filter(None, [base, node.module or ""]))
+                imported += [module, *(f"{module}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                imported += [alias.name for alias in node.names]
+        graph[name] = {m for m in imported if m.startswith(package) and m != name}
+    return graph
+
+
+def test_no_import_cycles_in_the_testing_package() -> None:
+    graph = _imports_within("django_pgreplica.testing")
+    assert "django_pgreplica.testing.cluster.status" in graph
+    edges = {module: deps & graph.keys() for module, deps in graph.items()}
+    done: set[str] = set()
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, " -> ".join([*path, module])
+        if module not in done:
+            for dependency in edges[module]:
+                visit(dependency, (*path, module))
+            done.add(module)
+
+    for module in edges:
+        visit(module, ())
+
+
+def test_alias_module_runs_the_same_command_line() -> None:
+    alias = cli("--help", module="django_pgreplica.cluster")
+    assert alias.returncode == 0, alias.stderr
+    assert alias.stdout == cli("--help").stdout
+    assert "pause-replay" in alias.stdout

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from django_pgreplica.testing import aliases, plugin
 from django_pgreplica.testing.cluster import Cluster, free_base_port
 from tests.clusters import start_private
 
@@ -169,3 +170,11 @@ def test_missing_server_fails_with_install_hint(tmp_path: Path) -> None:
     assert "SKIPPED" not in result.stdout
     assert "django_pgreplica test cluster: no PostgreSQL server binaries" in result.stdout
     assert "apt-get install postgresql" in result.stdout
+
+
+def test_plugin_module_keeps_its_names() -> None:
+    for name in [*plugin.__all__, "REPLICA_CONNECT_TIMEOUT"]:
+        assert getattr(plugin, name) is not None, name
+    # Defined next to the other alias helpers, still imported from the plugin by tests.
+    assert plugin.wait_for_replay is aliases.wait_for_replay
+    assert plugin.replay_paused is aliases.replay_paused

@@ -155,7 +155,9 @@ def test_chart_draws_each_series_thresholds_and_legend() -> None:
 
 def test_higher_values_sit_higher_on_the_chart() -> None:
     svg = lag_chart([series("r", 0.0, 10.0)], start=START, end=END)
-    points = parse(svg).find(f".//{SVG}polyline").get("points")  # type: ignore[union-attr]
+    polyline = parse(svg).find(f".//{SVG}polyline")
+    assert polyline is not None
+    points = polyline.get("points", "")
     (x1, y1), (x2, y2) = (tuple(map(float, p.split(","))) for p in points.split())
     assert x2 > x1 and y2 < y1  # SVG y grows downwards
 

@@ -371,7 +371,8 @@ def settings(**values: tuple[str, str | None] | str) -> dict[str, ServerSetting]
     return out
 
 
-SEED_PRIMARY = settings(
+# The production settings of docs/postgresql.md.
+RECOMMENDED_PRIMARY = settings(
     wal_level="replica",
     max_wal_senders="5",
     max_replication_slots="5",
@@ -380,7 +381,7 @@ SEED_PRIMARY = settings(
     synchronous_standby_names="",
     max_connections="200",
 )
-SEED_REPLICA = settings(
+RECOMMENDED_REPLICA = settings(
     hot_standby="on",
     hot_standby_feedback="on",
     max_standby_streaming_delay=("30000", "ms"),
@@ -392,12 +393,12 @@ def codes(p: PrimaryObservation, obs: list[ReplicaObservation], count: int = 2) 
     return [finding.code for finding in audit(p, obs, count)]
 
 
-def test_the_seeds_settings_pass_the_audit() -> None:
-    obs = [replace(o, settings=SEED_REPLICA) for o in healthy_pair()]
-    assert codes(primary(settings=SEED_PRIMARY), obs) == []
+def test_the_recommended_settings_pass_the_audit() -> None:
+    obs = [replace(o, settings=RECOMMENDED_REPLICA) for o in healthy_pair()]
+    assert codes(primary(settings=RECOMMENDED_PRIMARY), obs) == []
 
 
-def test_audit_flags_departures_from_the_seed() -> None:
+def test_audit_flags_departures_from_the_recommended_settings() -> None:
     bad_primary = settings(
         wal_level="minimal",
         max_wal_senders="3",
@@ -444,6 +445,9 @@ def test_audit_flags_departures_from_the_seed() -> None:
     assert by_code["W102"].recommended == ">= 5"  # 2 replicas * 2 + 1
     assert by_code["W104"].actual == "0MB"
     assert all(f.node == "replica" for f in found if f.code.startswith("W2"))
+    # A recommendation names its reason and where it is explained, not an internal source.
+    for code in ("W104", "W107", "W203"):
+        assert "docs/postgresql.md" in by_code[code].message, code
 
 
 def test_audit_skips_primary_wide_findings_for_a_partial_check() -> None:
