@@ -15,17 +15,21 @@ def install_wrappers(sender: Any, connection: Any, **kwargs: Any) -> None:
     """
     from .conf import get_settings
     from .consistency import write_detector
-    from .routing.fallback import replica_fallback
+    from .routing.fallback import primary_read_fallback, replica_fallback
 
     settings = get_settings()
+    wrappers: tuple[Any, ...]
     if connection.alias == settings.primary:
-        wrapper: Any = write_detector
+        # Outermost first: a write is marked before it runs; a read whose connection
+        # is lost may be rerun on a replica.
+        wrappers = (write_detector, primary_read_fallback)
     elif connection.alias in settings.replicas:
-        wrapper = replica_fallback
+        wrappers = (replica_fallback,)
     else:
         return
-    if wrapper not in connection.execute_wrappers:
-        connection.execute_wrappers.append(wrapper)
+    for wrapper in wrappers:
+        if wrapper not in connection.execute_wrappers:
+            connection.execute_wrappers.append(wrapper)
 
 
 class PgReplicaConfig(AppConfig):

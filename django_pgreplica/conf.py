@@ -118,6 +118,15 @@ SCHEMA: dict[str, Option] = {option.key: option for option in OPTIONS}
 DEFAULTS: dict[str, Any] = {option.key: option.default for option in OPTIONS}
 
 
+# An LSN token outlives MAX_LAG_SECONDS by two probe intervals (a verdict can be that old)
+# and this margin for clock differences between the servers that issue and check it.
+TOKEN_SLACK_SECONDS = 2.0
+# With MAX_LAG_SECONDS = None a token is needed until its write is replayed, which has no
+# bound: the cookie still expires after this long (a day), and is dropped sooner once every
+# replica has replayed the write.
+UNBOUNDED_TOKEN_SECONDS = 86400.0
+
+
 @dataclass(frozen=True)
 class Settings:
     primary: str
@@ -138,6 +147,14 @@ class Settings:
     metrics_cache_seconds: float
     sample_retention_hours: float
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def lsn_token_seconds(self) -> float:
+        """How long an LSN token stays in force: as long as a replica that lacks its write
+        could still be eligible for reads (it lags less than MAX_LAG_SECONDS)."""
+        if self.max_lag_seconds is None:
+            return UNBOUNDED_TOKEN_SECONDS
+        return self.max_lag_seconds + 2 * self.health_check_interval + TOKEN_SLACK_SECONDS
 
     @property
     def header_meta_key(self) -> str:

@@ -10,6 +10,7 @@ MIDDLEWARE so the token is taken after SessionMiddleware has saved the session.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Awaitable, Callable
 from contextvars import Token
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponseBase
 
+from . import clock
 from .conf import Settings, get_settings
 from .consistency import (
     ConsistencyToken,
@@ -27,6 +29,7 @@ from .consistency import (
     end,
     outgoing_token,
 )
+from .health import replayed_everywhere
 
 GetResponse = Callable[[HttpRequest], Any]
 
@@ -38,24 +41,41 @@ def token_from_request(request: HttpRequest, settings: Settings) -> ConsistencyT
         request.COOKIES.get(settings.cookie_name),
         request.META.get(settings.header_meta_key),
     ):
-        token = decode_token(value, settings.sticky_seconds)
+        token = decode_token(value, settings)
         if token is not None:
             found = token.newer(found)
     return found
 
 
+def drop_replayed_token(
+    request: HttpRequest, response: HttpResponseBase, state: RoutingState, settings: Settings
+) -> None:
+    """Delete a token cookie every replica has replayed: it has nothing left to say."""
+    carried = state.token
+    if (
+        not state.wrote
+        and carried is not None
+        and carried.lsn is not None
+        and settings.cookie_name in request.COOKIES
+        and replayed_everywhere(settings.replicas, carried.lsn)
+    ):
+        samesite: Any = settings.cookie_samesite  # one of SAMESITE_VALUES
+        response.delete_cookie(settings.cookie_name, samesite=samesite)
+
+
 def attach_token(response: HttpResponseBase, state: RoutingState, settings: Settings) -> None:
-    """Give the client its new token after a request that wrote."""
+    """Give the client its new token after a request that wrote (reads the WAL position)."""
     if not state.wrote:
         return
     token = outgoing_token(state)
     if token is None:
         return
     value = encode_token(token)
+    remaining = token.lifetime(settings) - (clock.wall() - token.written_at)
     response.set_cookie(
         settings.cookie_name,
         value,
-        max_age=max(1, int(settings.sticky_seconds + 0.999)),
+        max_age=max(1, math.ceil(remaining)),
         secure=settings.cookie_secure,
         httponly=True,
         samesite=settings.cookie_samesite,  # type: ignore[arg-type]  # one of SAMESITE_VALUES
@@ -81,6 +101,7 @@ class StickyPrimaryMiddleware:
         response: HttpResponseBase | None = None
         try:
             response = self.get_response(request)
+            drop_replayed_token(request, response, state, settings)
             attach_token(response, state, settings)
         finally:
             _end_after(response, var_token)
@@ -93,6 +114,7 @@ class StickyPrimaryMiddleware:
         try:
             get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
             response = await get_response(request)
+            drop_replayed_token(request, response, state, settings)
             if state.wrote:
                 # the WAL position query is blocking I/O on the primary connection
                 await sync_to_async(attach_token)(response, state, settings)

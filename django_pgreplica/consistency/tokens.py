@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.core import signing
 
 from .. import clock
+from ..conf import Settings
 from ..lsn import format_lsn, parse_lsn
 
 TOKEN_SALT = "django_pgreplica.token"
@@ -22,8 +23,13 @@ class ConsistencyToken:
     written_at: float
     lsn: int | None = None
 
-    def expired(self, lifetime: float, now: float) -> bool:
-        return now - self.written_at > lifetime
+    def lifetime(self, settings: Settings) -> float:
+        """An LSN token lasts while a replica lacking the write may be eligible; a time
+        token (time mode, or an unreadable WAL position) STICKY_SECONDS."""
+        return settings.sticky_seconds if self.lsn is None else settings.lsn_token_seconds
+
+    def expired(self, settings: Settings, now: float) -> bool:
+        return now - self.written_at > self.lifetime(settings)
 
     def newer(self, other: ConsistencyToken | None) -> ConsistencyToken:
         if other is None:
@@ -40,7 +46,7 @@ def encode_token(token: ConsistencyToken) -> str:
 
 
 def decode_token(
-    value: str | None, lifetime: float, now: float | None = None
+    value: str | None, settings: Settings, now: float | None = None
 ) -> ConsistencyToken | None:
     """The token in ``value``, or None when it is missing, forged, garbled or expired."""
     if not value:
@@ -53,6 +59,6 @@ def decode_token(
     except (signing.BadSignature, ValueError, TypeError):
         return None
     current = clock.wall() if now is None else now
-    if token.expired(lifetime, current) or token.written_at > current + MAX_CLOCK_SKEW:
+    if token.expired(settings, current) or token.written_at > current + MAX_CLOCK_SKEW:
         return None
     return token

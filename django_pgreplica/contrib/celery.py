@@ -51,7 +51,7 @@ def open_task_scope(task_id: str | None = None, task: Any = None, **kwargs: Any)
     value = getattr(request, HEADER, None)
     if value is None and isinstance(getattr(request, "headers", None), dict):
         value = request.headers.get(HEADER)
-    _state, var_token = begin(decode_token(value, get_settings().sticky_seconds))
+    _state, var_token = begin(decode_token(value, get_settings()))
     with _lock:
         _scopes[task_id] = var_token
 

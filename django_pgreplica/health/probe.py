@@ -6,8 +6,12 @@ from ..db import fetch_one
 from ..lsn import parse_lsn
 from .verdict import ProbeResult
 
-# Lag is 0 when everything received has been replayed: on an idle primary
-# now() - pg_last_xact_replay_timestamp() keeps growing although nothing is missing.
+# Lag is 0 while the WAL receiver is connected and everything received has been replayed:
+# on an idle primary now() - pg_last_xact_replay_timestamp() keeps growing although nothing
+# is missing. Without a receiver (the primary is down or the replica is cut off from it)
+# nothing proves the replica current, so its lag is the age of its last replayed commit;
+# last-resort reads still use it while the primary is unreachable. pg_stat_wal_receiver
+# shows its pid to any role.
 PROBE_SQL = """
 SELECT pg_is_in_recovery(),
        pg_last_wal_receive_lsn()::text,
@@ -16,6 +20,7 @@ SELECT pg_is_in_recovery(),
          WHEN NOT pg_is_in_recovery() THEN NULL
          WHEN pg_last_wal_receive_lsn() IS NOT NULL
               AND pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn()) <= 0
+              AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver)
            THEN 0.0
          ELSE GREATEST(0.0, EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()))
        END::float8

@@ -180,6 +180,11 @@ def get_health(alias: str) -> ReplicaHealth:
     return registry.get(alias)
 
 
+def replayed_everywhere(aliases: tuple[str, ...], lsn: int) -> bool:
+    """Has every replica replayed ``lsn``, as far as this process knows (no query)?"""
+    return all(registry.get(alias).replay_lsn >= lsn for alias in aliases)
+
+
 def circuit_state(alias: str) -> CircuitState:
     """The circuit state of ``alias`` in this process (CLOSED if never used)."""
     item = registry.snapshot().get(alias)

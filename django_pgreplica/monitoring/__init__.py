@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 
 from ..conf import Settings, get_settings
 from ..health import circuit_state
-from .evaluate import build_report, match_standbys
+from .evaluate import build_report
+from .matching import match_standbys
 from .queries import QueryRunner, django_runner, observe_primary, observe_replica
 from .render import render_text, report_to_dict
 from .types import (

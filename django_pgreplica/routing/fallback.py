@@ -1,13 +1,20 @@
-"""Serve a read from the primary when its replica fails in the middle of the query.
+"""Rerun a read elsewhere when its server fails in the middle of the query.
 
-Installed as an ``execute_wrapper`` on replica connections. When a statement fails with a
+Installed as ``execute_wrapper``\\ s. On a replica connection: when a statement fails with a
 connection-level error (the replica was killed, restarted, or the network dropped), the
-replica is marked failed for this scope and in its circuit breaker, and the same statement
-runs on the primary. A statement the replica cancelled because of a recovery conflict
-(replay needed a lock or a row version the query held) is retried on the primary as well,
-but says nothing about the replica's health. The caller's cursor wrapper is pointed at the
-primary's cursor, so the ORM fetches the rows from there without knowing. Reads inside a
-transaction on the replica are not retried: their snapshot cannot move to another server.
+replica is marked failed for this scope and in its circuit breaker, and the statement runs
+on the primary — or, if the primary cannot be reached, on another replica as a last resort.
+A statement the replica cancelled because of a recovery conflict (replay needed a lock or a
+row version the query held) is rerun as well, but says nothing about the replica's health.
+
+On the primary connection: a *read* whose connection was lost (the primary died or
+restarted) is rerun on a replica as a last resort, when the scope has nothing it must see
+there (it did not write, and any token it carries has been replayed by that replica).
+A statement that may have written is never rerun anywhere.
+
+The caller's cursor wrapper is pointed at the new server's cursor, so the ORM fetches the
+rows from there without knowing. Reads inside a transaction are not rerun: their snapshot
+cannot move to another server.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError, connections
 
+from .. import clock
 from ..conf import get_settings
-from ..consistency import current_state
+from ..consistency import RoutingState, current_state, is_write_sql, unscoped_writes
 from ..db import close_quietly
-from ..health import get_health
+from ..health import get_health, primary_health
 from . import stats
+from .connect import primary_reachable
+from .last_resort import last_resort_replica
 
 logger = logging.getLogger("django_pgreplica.fallback")
 
@@ -31,15 +41,51 @@ SERIALIZATION_FAILURE = "40001"
 
 
 def _connection_lost(alias: str) -> bool:
-    """Did the error leave the replica connection unusable (not e.g. a query cancel)?"""
-    conn = connections[alias]
-    raw = conn.connection
+    """Did the error leave the connection unusable (not e.g. a query cancel)?"""
+    raw = connections[alias].connection
     return raw is None or bool(getattr(raw, "closed", True)) or getattr(raw, "broken", False)
 
 
 def _recovery_conflict(exc: BaseException) -> bool:
     """Was the statement cancelled by the standby to let WAL replay proceed?"""
     return getattr(exc.__cause__, "sqlstate", None) == SERIALIZATION_FAILURE
+
+
+def _server_side(context: Any) -> bool:
+    return bool(getattr(context["cursor"].cursor, "name", None))
+
+
+def _rerun(alias: str, context: Any, sql: str, params: Any, many: bool) -> None:
+    """Run the statement on ``alias`` and hand its cursor to the caller's cursor wrapper."""
+    conn = connections[alias]
+    conn.ensure_connection()
+    assert conn.connection is not None
+    cursor = conn.connection.cursor()
+    if many:
+        cursor.executemany(sql, params)
+    elif params is None:
+        cursor.execute(sql)
+    else:
+        cursor.execute(sql, params)
+    context["cursor"].cursor = cursor
+
+
+def _needed(state: RoutingState) -> int | bool | None:
+    """The WAL position this scope must see, None for nothing, False when only the
+    primary may answer (a write, use_primary(), a time-mode pin)."""
+    settings = get_settings()
+    if state.wrote or state.forced:
+        return False
+    token = state.token
+    need = None
+    if token is not None and not token.expired(settings, clock.wall()):
+        if settings.read_your_writes == "time" or token.lsn is None:
+            return False
+        need = token.lsn
+    floor = unscoped_writes.lsn if settings.read_your_writes != "off" else None
+    if floor is not None and (need is None or floor > need):
+        need = floor
+    return need
 
 
 def replica_fallback(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
@@ -54,31 +100,61 @@ def replica_fallback(execute: Any, sql: str, params: Any, many: bool, context: A
             alias not in settings.replicas
             or replica.in_atomic_block
             or not (lost or _recovery_conflict(exc))
-            or getattr(context["cursor"].cursor, "name", None)  # server-side cursor
+            or _server_side(context)
         ):
             raise
+        state = current_state()
         if lost:
             get_health(alias).record_failure(exc)
-            state = current_state()
             state.failed.add(alias)
             if state.replica == alias:
                 state.chosen = None
             close_quietly(alias)
-            logger.warning("replica %s failed mid-query (%s); retrying on primary", alias, exc)
+            logger.warning("replica %s failed mid-query (%s); reading elsewhere", alias, exc)
         else:
             logger.info("replica %s cancelled a read (%s); retrying on primary", alias, exc)
         stats.count_fallback(alias)
-        stats.count_read(settings.primary, stats.REASON_FALLBACK)
+        target, reason = settings.primary, stats.REASON_FALLBACK
+        if not primary_reachable(settings, clock.monotonic()):
+            need = _needed(state)
+            other = None if need is False else last_resort_replica(settings, state, need or None)
+            if other is not None:
+                target, reason = other, stats.REASON_LAST_RESORT
+        stats.count_read(target, reason)
+        _rerun(target, context, sql, params, many)
+        return None
 
-        primary = connections[settings.primary]
-        primary.ensure_connection()
-        assert primary.connection is not None
-        cursor = primary.connection.cursor()
-        if many:
-            cursor.executemany(sql, params)
-        elif params is None:
-            cursor.execute(sql)
-        else:
-            cursor.execute(sql, params)
-        context["cursor"].cursor = cursor
+
+def primary_read_fallback(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+    try:
+        return execute(sql, params, many, context)
+    except (OperationalError, InterfaceError) as exc:
+        primary = context["connection"]
+        alias: str = primary.alias
+        if (
+            primary.in_atomic_block
+            or not isinstance(sql, str)
+            or is_write_sql(sql)
+            or not _connection_lost(alias)
+            or _server_side(context)
+        ):
+            raise
+        state = current_state()
+        need = _needed(state)
+        if need is False:
+            raise
+        settings = get_settings()
+        primary_health().record_failure(exc)
+        close_quietly(alias)
+        replica = last_resort_replica(settings, state, need)
+        if replica is None:
+            raise
+        logger.warning(
+            "primary %s failed mid-read (%s); read from replica %s as a last resort",
+            alias,
+            exc,
+            replica,
+        )
+        stats.count_read(replica, stats.REASON_LAST_RESORT)
+        _rerun(replica, context, sql, params, many)
         return None

@@ -14,15 +14,15 @@ import random
 from threading import get_ident
 from typing import Any
 
-from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connections
 
 from .. import clock
 from ..conf import Settings
 from ..consistency import RoutingState, unscoped_writes
-from ..db import close_quietly
 from ..health import get_health
 from . import stats
+from .connect import connectable
+from .last_resort import on_primary
 from .stats import (
     REASON_ATOMIC,
     REASON_FORCED,
@@ -45,36 +45,6 @@ def in_user_atomic(conn: Any) -> bool:
     return any(not getattr(block, "_from_testcase", False) for block in blocks)
 
 
-def _connectable(alias: str, state: RoutingState) -> bool:
-    """Open the replica's connection now, so a dead replica costs a fallback, not an error.
-
-    Django would otherwise connect when the query runs, after the router has answered. A
-    persistent connection (CONN_MAX_AGE) is taken as it is, unless CONN_HEALTH_CHECKS asks
-    for a check at its first use in this request: that check runs here, for the same reason.
-    """
-    conn = connections[alias]
-    pending_check = getattr(conn, "health_check_enabled", False) and not getattr(
-        conn, "health_check_done", True
-    )
-    if conn.connection is not None and not pending_check:
-        return True
-    try:
-        conn.close_if_health_check_failed()
-        conn.ensure_connection()
-    except SynchronousOnlyOperation:
-        # Asked from the event loop (aiterator()): the query connects later in a worker
-        # thread. Nothing is known about the replica, so nothing is recorded.
-        return True
-    except Exception as exc:
-        get_health(alias).record_failure(exc)
-        close_quietly(alias)
-        state.failed.add(alias)
-        stats.count_fallback(alias)
-        logger.warning("replica %s: connection failed (%s); reading from primary", alias, exc)
-        return False
-    return True
-
-
 def choose_replica(settings: Settings, state: RoutingState, now: float) -> str | None:
     """A random eligible replica; replicas after the first good one are not even probed."""
     if not state.scoped:
@@ -82,7 +52,7 @@ def choose_replica(settings: Settings, state: RoutingState, now: float) -> str |
     candidates = [alias for alias in settings.replicas if alias not in state.failed]
     random.shuffle(candidates)
     for alias in candidates:
-        if get_health(alias).usable(now) and _connectable(alias, state):
+        if get_health(alias).usable(now) and connectable(alias, state):
             return alias
     return None
 
@@ -98,11 +68,7 @@ def _replica_at(settings: Settings, state: RoutingState, chosen: str, lsn: int) 
         if alias == chosen or alias in state.failed:
             continue
         health = get_health(alias)
-        if (
-            health.replayed(lsn, refresh=False)
-            and health.usable(now)
-            and _connectable(alias, state)
-        ):
+        if health.replayed(lsn, refresh=False) and health.usable(now) and connectable(alias, state):
             state.chosen = health
             return alias
     refresh = chosen not in state.token_asked
@@ -142,7 +108,7 @@ def decide(settings: Settings, state: RoutingState, conn: Any) -> tuple[str, str
     token = state.token
     if token is not None:
         mode = settings.read_your_writes
-        if mode == "off" or token.expired(settings.sticky_seconds, clock.wall()):
+        if mode == "off" or token.expired(settings, clock.wall()):
             state.token = token = None
         elif mode == "time" or token.lsn is None:
             return primary, REASON_PINNED  # a time pin: STICKY_SECONDS from the write
@@ -155,7 +121,10 @@ def decide(settings: Settings, state: RoutingState, conn: Any) -> tuple[str, str
         picked = choose_replica(settings, state, now)
         if picked is None:
             state.chosen = None
-            return primary, REASON_NO_REPLICA
+            need = None if token is None else token.lsn
+            if unscoped_writes.pending:
+                need = _with_unscoped_writes(settings, need)
+            return on_primary(settings, state, REASON_NO_REPLICA, need)
         state.chosen = get_health(picked)
         replica = picked
 
@@ -167,7 +136,7 @@ def decide(settings: Settings, state: RoutingState, conn: Any) -> tuple[str, str
     if need is not None:
         found = _replica_at(settings, state, replica, need)
         if found is None:
-            return primary, REASON_TOKEN_WAIT
+            return on_primary(settings, state, REASON_TOKEN_WAIT, need)
         replica = found
     return replica, REASON_REPLICA
 

@@ -19,6 +19,7 @@ REASON_ATOMIC = "atomic"  # inside transaction.atomic() on the primary
 REASON_FORCED = "forced"  # use_primary()
 REASON_NO_REPLICA = "no-replica"  # no replica configured or none eligible
 REASON_FALLBACK = "fallback"  # the replica failed mid-query; the primary answered
+REASON_LAST_RESORT = "last-resort"  # the primary was unreachable; any replica that answered
 
 READ_REASONS = (
     REASON_REPLICA,
@@ -28,6 +29,7 @@ READ_REASONS = (
     REASON_FORCED,
     REASON_NO_REPLICA,
     REASON_FALLBACK,
+    REASON_LAST_RESORT,
 )
 
 # Each thread counts reads in its own dict (no lock on the hot path); readers sum them and

@@ -11,6 +11,8 @@ from django.contrib.auth.models import User
 from django.test import AsyncClient, Client
 
 from django_pgreplica.clock import FakeClock
+from django_pgreplica.conf import get_settings
+from django_pgreplica.consistency import scope
 from django_pgreplica.testing.plugin import replay_paused, wait_for_replay
 from testproject.shop.models import Product
 from tests.support import pgreplica_settings
@@ -22,7 +24,8 @@ ONE_REPLICA: dict[str, Any] = {"REPLICAS": ["replica"], "HEALTH_CHECK_INTERVAL":
 
 @pytest.fixture
 def product() -> Product:
-    product = Product.objects.create(name="Lamp", slug="lamp", price=10, stock=100)
+    with scope():  # as a request would: no write outside a scope for the router to chase
+        product = Product.objects.create(name="Lamp", slug="lamp", price=10, stock=100)
     wait_for_replay()
     return product
 
@@ -82,12 +85,60 @@ def test_header_token_for_api_clients_without_cookies(product: Product) -> None:
         assert found.json()["database"] == "default"
 
 
-def test_token_never_pins_longer_than_sticky_seconds(product: Product, clock: FakeClock) -> None:
+def test_an_lsn_token_outlives_sticky_seconds_while_the_replica_lags(
+    product: Product, clock: FakeClock
+) -> None:
     client = Client()
-    with pgreplica_settings(**ONE_REPLICA, STICKY_SECONDS=1), replay_paused("replica"):
+    with pgreplica_settings(**ONE_REPLICA, STICKY_SECONDS=1):
+        with replay_paused("replica"):
+            order_id = place_order(client)
+            clock.advance(10)  # far past STICKY_SECONDS, within MAX_LAG_SECONDS
+            assert served_from(client) == "default"
+            assert client.get(f"/orders/{order_id}/").status_code == 200
+        wait_for_replay()
+        clock.advance(1)  # the next probe sees the replica caught up
+        assert served_from(client) == "replica"
+
+
+def test_the_writer_never_reads_stale_data_however_long_the_replica_lags(
+    product: Product,
+) -> None:
+    """Real time: the lag is PostgreSQL's own. The token outlives MAX_LAG_SECONDS, by when
+    the lagging replica is no longer eligible for anyone."""
+    writer, other = Client(), Client()
+    overrides = {**ONE_REPLICA, "STICKY_SECONDS": 0.5, "MAX_LAG_SECONDS": 1.0}
+    with pgreplica_settings(**overrides), replay_paused("replica"):
+        order_id = place_order(writer)
+        lifetime = get_settings().lsn_token_seconds
+        others: list[str] = []
+        started = time.monotonic()
+        while time.monotonic() - started < lifetime + 1.5:
+            assert writer.get(f"/orders/{order_id}/").status_code == 200
+            others.append(served_from(other))
+            time.sleep(0.1)
+        # Readers that never wrote used the replica until it lagged past MAX_LAG_SECONDS.
+        assert others[0] == "replica" and others[-1] == "default", others
+    wait_for_replay()
+    deadline = time.monotonic() + 5
+    while served_from(writer) != "replica":
+        assert time.monotonic() < deadline, "the writer never went back to the replica"
+        time.sleep(0.1)
+
+
+def test_a_replayed_token_cookie_is_dropped(product: Product) -> None:
+    client = Client()
+    with pgreplica_settings(**ONE_REPLICA):
         place_order(client)
-        assert served_from(client) == "default"
-        clock.advance(1.2)
+        cookie = client.cookies["pgreplica"]
+        assert cookie.value
+        # The cookie lives as long as the token stays in force, not STICKY_SECONDS.
+        assert int(cookie["max-age"]) >= get_settings().lsn_token_seconds - 1
+        wait_for_replay()
+        deadline = time.monotonic() + 5
+        while client.cookies["pgreplica"].value:  # deleted: an empty, expired cookie
+            assert time.monotonic() < deadline, "the token cookie was never dropped"
+            served_from(client)
+            time.sleep(0.1)
         assert served_from(client) == "replica"
 
 

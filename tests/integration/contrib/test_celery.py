@@ -49,6 +49,7 @@ def worker(redis_url: str, pgreplica_cluster: Any, django_db_setup: None) -> Ite
     env = {**os.environ, **pgreplica_cluster.env()}
     env["DATABASE_NAME"] = str(settings.DATABASES["default"]["NAME"])  # the test database
     env["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
+    env["DJANGO_SECRET_KEY"] = settings.SECRET_KEY  # tokens are signed: workers share the key
     env["REDIS_URL"] = redis_url
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "testproject", "worker", "--pool=solo",

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connections
+from django.db import OperationalError, connections
 
+from django_pgreplica import consistency
 from django_pgreplica.clock import FakeClock
 from django_pgreplica.consistency import scope
 from django_pgreplica.health import circuit_state, get_health
@@ -49,7 +50,8 @@ def read_once() -> str:
 
 @pytest.fixture
 def product() -> Product:
-    product = Product.objects.create(name="Lamp", slug="lamp", price=10)
+    with scope():  # as a request would: no write outside a scope for the router to chase
+        product = Product.objects.create(name="Lamp", slug="lamp", price=10)
     wait_for_replay()
     return product
 
@@ -137,6 +139,83 @@ def test_primary_down_right_after_a_write_outside_any_request(
             assert read_once() in ("replica", "replica2")
     finally:
         cluster.start("primary")
+
+
+def read_counted() -> set[str]:
+    """Read in the current scope; the ``alias/reason`` counts it added (a read rerun
+    elsewhere counts the router's decision and then the rerun)."""
+    before = stats.reads()
+    assert list(Product.objects.values_list("name", flat=True)) == ["Lamp"]
+    return {"/".join(key) for key, n in stats.reads().items() if n > before.get(key, 0)}
+
+
+LAGGING_ONE_REPLICA = {
+    "REPLICAS": ["replica"],
+    "MAX_LAG_SECONDS": 0.5,
+    "HEALTH_CHECK_INTERVAL": 0.1,
+}
+
+
+def make_replica_lag(cluster: Any) -> None:
+    """Pause replay on replica1, write, and let the replay delay pass MAX_LAG_SECONDS."""
+    cluster.pause_replay("replica1")
+    cluster.execute("primary", "CREATE TABLE IF NOT EXISTS lag_t (id int)", dbname=database_name())
+    cluster.execute("primary", "INSERT INTO lag_t VALUES (1)", dbname=database_name())
+    time.sleep(1.0)  # PostgreSQL's own replay delay: a real sleep
+
+
+def test_primary_down_a_lagging_replica_serves_readers_that_never_wrote(
+    cluster: Any, product: Product, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pgreplica_settings(**LAGGING_ONE_REPLICA):
+        make_replica_lag(cluster)
+        with scope():
+            assert ReplicaRouter().db_for_read(Product) == "default"  # lagging: primary
+        cluster.stop("primary")
+        connections["default"].close()
+        try:
+            for _ in range(10):
+                with scope():
+                    assert read_counted() == {"replica/last-resort"}
+        finally:
+            cluster.start("primary")
+            cluster.resume_replay("replica1")
+    assert any("as a last resort" in r.getMessage() for r in caplog.records)
+
+
+def test_primary_down_a_client_whose_write_is_not_replayed_gets_an_error_not_stale_data(
+    cluster: Any, product: Product
+) -> None:
+    with pgreplica_settings(**LAGGING_ONE_REPLICA):
+        cluster.pause_replay("replica1")
+        with scope() as writer:
+            Product.objects.create(name="Fresh", slug="fresh", price=1)
+            token = consistency.outgoing_token(writer)
+        cluster.stop("primary")
+        connections["default"].close()
+        try:
+            with scope(token), pytest.raises(OperationalError):
+                list(Product.objects.values_list("name", flat=True))
+        finally:
+            cluster.start("primary")
+            cluster.resume_replay("replica1")
+
+
+def test_primary_killed_under_an_open_connection_a_read_is_rerun_on_a_replica(
+    cluster: Any, product: Product
+) -> None:
+    with pgreplica_settings(**LAGGING_ONE_REPLICA):
+        make_replica_lag(cluster)
+        try:
+            with scope():
+                assert ReplicaRouter().db_for_read(Product) == "default"
+                connections["default"].ensure_connection()  # a persistent connection
+                cluster.kill("primary")
+                # the router chose the primary; its dead connection made it a last resort
+                assert read_counted() == {"default/no-replica", "replica/last-resort"}
+        finally:
+            cluster.start("primary")
+            cluster.resume_replay("replica1")
 
 
 @pytest.fixture

@@ -7,6 +7,12 @@ import pytest
 from django.core import signing
 from django.test import override_settings
 
+from django_pgreplica.conf import (
+    TOKEN_SLACK_SECONDS,
+    UNBOUNDED_TOKEN_SECONDS,
+    Settings,
+    get_settings,
+)
 from django_pgreplica.consistency import (
     ConsistencyToken,
     current_state,
@@ -16,25 +22,51 @@ from django_pgreplica.consistency import (
     scope,
     use_primary,
 )
+from tests.support import pgreplica_settings
+
+
+def settings(**overrides: object) -> Settings:
+    with pgreplica_settings(**overrides):
+        return get_settings()
 
 
 def test_token_round_trip() -> None:
     now = time.time()
     token = ConsistencyToken(written_at=now, lsn=0x1_0000_00A0)
-    decoded = decode_token(encode_token(token), lifetime=5, now=now + 1)
+    decoded = decode_token(encode_token(token), settings(), now=now + 1)
     assert decoded == ConsistencyToken(written_at=round(now, 3), lsn=0x1_0000_00A0)
 
 
 def test_time_token_has_no_lsn() -> None:
     now = time.time()
-    decoded = decode_token(encode_token(ConsistencyToken(written_at=now)), 5, now)
+    decoded = decode_token(encode_token(ConsistencyToken(written_at=now)), settings(), now)
     assert decoded is not None and decoded.lsn is None
 
 
-def test_expired_token_is_ignored() -> None:
+def test_an_lsn_token_lasts_while_a_replica_lacking_it_may_be_eligible() -> None:
+    """MAX_LAG_SECONDS + two probe intervals + slack, however short STICKY_SECONDS is."""
+    conf = settings(STICKY_SECONDS=1, MAX_LAG_SECONDS=30, HEALTH_CHECK_INTERVAL=2)
+    lifetime = 30 + 2 * 2 + TOKEN_SLACK_SECONDS
     now = time.time()
     value = encode_token(ConsistencyToken(written_at=now, lsn=1))
-    assert decode_token(value, lifetime=5, now=now + 5.5) is None
+    assert decode_token(value, conf, now=now + lifetime - 0.5) is not None
+    assert decode_token(value, conf, now=now + lifetime + 0.5) is None
+
+
+def test_without_a_lag_limit_an_lsn_token_lasts_until_replayed() -> None:
+    conf = settings(MAX_LAG_SECONDS=None)
+    now = time.time()
+    value = encode_token(ConsistencyToken(written_at=now, lsn=1))
+    assert decode_token(value, conf, now=now + 3600) is not None
+    assert decode_token(value, conf, now=now + UNBOUNDED_TOKEN_SECONDS + 1) is None
+
+
+def test_a_time_token_lasts_sticky_seconds() -> None:
+    conf = settings(STICKY_SECONDS=5)
+    now = time.time()
+    value = encode_token(ConsistencyToken(written_at=now))
+    assert decode_token(value, conf, now=now + 4.5) is not None
+    assert decode_token(value, conf, now=now + 5.5) is None
 
 
 @pytest.mark.parametrize(
@@ -50,13 +82,13 @@ def test_expired_token_is_ignored() -> None:
     ],
 )
 def test_forged_or_garbled_tokens_are_ignored(value: str) -> None:
-    assert decode_token(value, 5) is None
+    assert decode_token(value, settings()) is None
 
 
 def test_token_signed_with_another_key_is_ignored() -> None:
     with override_settings(SECRET_KEY="another-secret-key-for-this-test-only-0123456789"):
         value = encode_token(ConsistencyToken(written_at=time.time(), lsn=5))
-    assert decode_token(value, 5) is None
+    assert decode_token(value, settings()) is None
 
 
 def test_newer_prefers_the_higher_position() -> None:
