@@ -42,7 +42,40 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     raw = raw_settings()
     errors += _check_aliases(raw)
     errors += _check_values(raw)
+    errors += _check_cache(raw)
     return errors
+
+
+# Backends whose entries live in one process: sharing health through them shares nothing.
+PROCESS_LOCAL_CACHES = ("locmem.LocMemCache", "dummy.DummyCache")
+
+
+def _check_cache(raw: dict[str, Any]) -> list[CheckMessage]:
+    alias = raw["CACHE"]
+    if not SCHEMA["CACHE"].valid(alias) or alias is None:
+        return []
+    caches = getattr(settings, "CACHES", {})
+    if alias not in caches:
+        return [
+            Error(
+                f"PGREPLICA['CACHE'] = {alias!r} is not a CACHES alias.",
+                hint=f"Use one of: {', '.join(caches) or '(no CACHES configured)'}, e.g. a "
+                "django.core.cache.backends.redis.RedisCache all processes share.",
+                id="django_pgreplica.E007",
+            )
+        ]
+    backend = str(caches[alias].get("BACKEND", ""))
+    if backend.endswith(PROCESS_LOCAL_CACHES):
+        return [
+            Warning(
+                f"PGREPLICA['CACHE'] = {alias!r} uses {backend}, which each process keeps "
+                "for itself: replica health is not shared.",
+                hint="Point CACHE at a cache every process reaches (Redis, Memcached, "
+                "the database cache).",
+                id="django_pgreplica.W010",
+            )
+        ]
+    return []
 
 
 def _check_aliases(raw: dict[str, Any]) -> list[CheckMessage]:

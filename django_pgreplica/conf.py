@@ -80,6 +80,11 @@ OPTIONS: tuple[Option, ...] = (
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
     ),
     Option("RESET_TIMEOUT", 60.0, "a number of seconds > 0", _positive),
+    # A recovered replica's share of reads grows over this long (0: full share at once).
+    Option("RAMP_SECONDS", 10.0, "a number of seconds >= 0", _non_negative),
+    # How long, in total per request or task, reads may wait for a replica to replay the
+    # client's token before going to the primary (0: never wait).
+    Option("REPLAY_WAIT_SECONDS", 0.02, "a number of seconds >= 0", _non_negative),
     Option("LAG_WARNING_SECONDS", 5.0, "a number of seconds >= 0", _non_negative),
     Option("LAG_CRITICAL_SECONDS", 30.0, "a number of seconds >= 0", _non_negative),
     Option("LAG_CRITICAL_BYTES", 100 * 1024 * 1024, "a number of bytes >= 0", _non_negative),
@@ -97,6 +102,14 @@ OPTIONS: tuple[Option, ...] = (
         "Lax",
         "one of " + ", ".join(map(repr, SAMESITE_VALUES)),
         lambda v: v in SAMESITE_VALUES,
+    ),
+    # A CACHES alias for state shared by every process and host (replica health); None:
+    # each process keeps its own.
+    Option(
+        "CACHE",
+        None,
+        "None, or the name of a CACHES alias",
+        lambda v: v is None or _text(v),
     ),
     Option("METRICS_CACHE_SECONDS", 5.0, "a number of seconds >= 0", _non_negative),
     Option(
@@ -118,13 +131,12 @@ SCHEMA: dict[str, Option] = {option.key: option for option in OPTIONS}
 DEFAULTS: dict[str, Any] = {option.key: option.default for option in OPTIONS}
 
 
-# An LSN token outlives MAX_LAG_SECONDS by two probe intervals (a verdict can be that old)
-# and this margin for clock differences between the servers that issue and check it.
-TOKEN_SLACK_SECONDS = 2.0
-# With MAX_LAG_SECONDS = None a token is needed until its write is replayed, which has no
-# bound: the cookie still expires after this long (a day), and is dropped sooner once every
-# replica has replayed the write.
-UNBOUNDED_TOKEN_SECONDS = 86400.0
+# An LSN token is needed until every replica that could answer its client has replayed the
+# write, and nothing bounds that: a lagging replica is excluded by MAX_LAG_SECONDS, but one
+# cut off from the primary, or a last-resort read while the primary is down, is not. So a
+# token stays in force until replayed, at most a day; its cookie is dropped as soon as every
+# replica has replayed it, and checking a replayed token costs one comparison.
+LSN_TOKEN_MAX_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,8 @@ class Settings:
     health_check_interval: float
     failure_threshold: int
     reset_timeout: float
+    ramp_seconds: float
+    replay_wait_seconds: float
     lag_warning_seconds: float
     lag_critical_seconds: float
     lag_critical_bytes: int
@@ -146,15 +160,8 @@ class Settings:
     cookie_samesite: str | bool | None
     metrics_cache_seconds: float
     sample_retention_hours: float
+    cache: str | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
-
-    @property
-    def lsn_token_seconds(self) -> float:
-        """How long an LSN token stays in force: as long as a replica that lacks its write
-        could still be eligible for reads (it lags less than MAX_LAG_SECONDS)."""
-        if self.max_lag_seconds is None:
-            return UNBOUNDED_TOKEN_SECONDS
-        return self.max_lag_seconds + 2 * self.health_check_interval + TOKEN_SLACK_SECONDS
 
     @property
     def header_meta_key(self) -> str:
@@ -218,6 +225,8 @@ def _build() -> Settings:
         health_check_interval=float(values["HEALTH_CHECK_INTERVAL"]),
         failure_threshold=int(values["FAILURE_THRESHOLD"]),
         reset_timeout=float(values["RESET_TIMEOUT"]),
+        ramp_seconds=float(values["RAMP_SECONDS"]),
+        replay_wait_seconds=float(values["REPLAY_WAIT_SECONDS"]),
         lag_warning_seconds=float(values["LAG_WARNING_SECONDS"]),
         lag_critical_seconds=float(values["LAG_CRITICAL_SECONDS"]),
         lag_critical_bytes=int(values["LAG_CRITICAL_BYTES"]),
@@ -227,6 +236,7 @@ def _build() -> Settings:
         cookie_samesite=values["COOKIE_SAMESITE"],
         metrics_cache_seconds=float(values["METRICS_CACHE_SECONDS"]),
         sample_retention_hours=float(values["SAMPLE_RETENTION_HOURS"]),
+        cache=values["CACHE"],
         raw=raw,
     )
 

@@ -97,3 +97,10 @@ LOGGING: dict[str, Any] = {
     "disable_existing_loggers": False,
     "loggers": {"django_pgreplica": {"level": "INFO"}},
 }
+
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Shared replica health (PGREPLICA["CACHE"]) in the tests that turn it on.
+    "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+}

@@ -38,16 +38,23 @@ class RoutingState:
     wrote_at: float | None = None
     forced: int = 0  # depth of use_primary() blocks
     chosen: ReplicaHealth | None = None  # the replica chosen for this scope
+    chosen_key: tuple[str, str] = ("", "")  # the router's counter key for ``chosen``
     token_asked: set[str] = field(default_factory=set)  # replicas asked for their position
     failed: set[str] = field(default_factory=set)  # replicas that failed in this scope
     # The router's per-thread cache: (thread id, settings, primary connection, read counts)
     thread_cache: tuple[int, Any, Any, Any] | None = None
     issued: ConsistencyToken | None = None  # token handed out since the last write
+    replay_waited: float = 0.0  # seconds this scope spent waiting for replay
+    ramped_out: bool = False  # the last choice passed over a replica ramping up
     scoped: bool = True
 
     @property
     def replica(self) -> str | None:
         return None if self.chosen is None else self.chosen.alias
+
+    def choose(self, health: ReplicaHealth, key: tuple[str, str]) -> None:
+        self.chosen = health
+        self.chosen_key = key
 
     def mark_write(self) -> None:
         self.wrote = True

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.core import signing
 
 from .. import clock
-from ..conf import Settings
+from ..conf import LSN_TOKEN_MAX_SECONDS, Settings
 from ..lsn import format_lsn, parse_lsn
 
 TOKEN_SALT = "django_pgreplica.token"
@@ -24,9 +24,9 @@ class ConsistencyToken:
     lsn: int | None = None
 
     def lifetime(self, settings: Settings) -> float:
-        """An LSN token lasts while a replica lacking the write may be eligible; a time
-        token (time mode, or an unreadable WAL position) STICKY_SECONDS."""
-        return settings.sticky_seconds if self.lsn is None else settings.lsn_token_seconds
+        """An LSN token lasts until replayed (at most LSN_TOKEN_MAX_SECONDS); a time token
+        (time mode, or an unreadable WAL position) STICKY_SECONDS."""
+        return settings.sticky_seconds if self.lsn is None else LSN_TOKEN_MAX_SECONDS
 
     def expired(self, settings: Settings, now: float) -> bool:
         return now - self.written_at > self.lifetime(settings)

@@ -22,9 +22,12 @@ Series (labels in braces):
 - ``django_pgreplica_replica_streaming{replica}``: 1 when its WAL receiver streams
 - ``django_pgreplica_replica_healthy{replica}``: 1 when the router would send it reads
 - ``django_pgreplica_replica_status{replica}``: 0 OK, 1 WARNING, 2 CRITICAL
-- ``django_pgreplica_circuit_state{replica}``: 0 closed, 1 open, 2 half-open
+- ``django_pgreplica_circuit_state{replica}``: 0 closed, 1 open, 2 half-open (ramping up)
+- ``django_pgreplica_replica_weight{replica}``: its current share of reads, 0..1
 - ``django_pgreplica_fallback_total{replica}``: reads that fell back to the primary
 - ``django_pgreplica_reads_total{database,reason}``: routed reads, by why they went there
+- ``django_pgreplica_replay_wait_seconds{outcome}``: histogram of waits for a replica to
+  replay a client's token (outcome ``replayed`` or ``timeout``)
 - ``django_pgreplica_slot_retained_bytes{slot}``, ``django_pgreplica_slot_active{slot}``,
   ``django_pgreplica_slot_safe_wal_size_bytes{slot}``: replication slots on the primary
 - ``django_pgreplica_primary_up``: 1 when the primary answered
@@ -39,12 +42,17 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.core.signals import setting_changed
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
 from .. import clock as clockmod
 from ..conf import get_settings
-from ..health import circuit_state
+from ..health import circuit_state, replica_weight
 from ..monitoring import Report, check_replication
 from ..routing import stats
 
@@ -126,6 +134,12 @@ class _Families:
         self.circuit = gauge(
             "circuit_state", "Circuit breaker: 0 closed, 1 open, 2 half-open.", replica
         )
+        self.weight = gauge(
+            "replica_weight",
+            "Share of the reads meant for the replica that it takes: 0 while its circuit is "
+            "open, ramping up to 1 over RAMP_SECONDS after it comes back.",
+            replica,
+        )
         self.fallback = CounterMetricFamily(
             PREFIX + "fallback_total",
             "Reads that fell back from a replica to the primary.",
@@ -135,6 +149,12 @@ class _Families:
             PREFIX + "reads_total",
             "Routed reads by database alias and reason.",
             labels=["database", "reason"],
+        )
+        self.replay_wait = HistogramMetricFamily(
+            PREFIX + "replay_wait_seconds",
+            "Time reads waited for a replica to replay the client's token (REPLAY_WAIT_SECONDS),"
+            " by outcome: replayed (read from the replica) or timeout (read from the primary).",
+            labels=["outcome"],
         )
         self.slot_retained = gauge(
             "slot_retained_bytes", "WAL the primary keeps for the replication slot.", slot
@@ -161,12 +181,19 @@ class _Families:
         for alias, count in sorted(fallbacks.items()):
             self.fallback.add_metric([alias], count)
             self.circuit.add_metric([alias], int(circuit_state(alias)))
+            self.weight.add_metric([alias], replica_weight(alias))
         reads = stats.reads()
         for database in (settings.primary, *settings.replicas):
             for reason in stats.READ_REASONS:
                 reads.setdefault((database, reason), 0)
         for (database, reason), count in sorted(reads.items()):
             self.reads.add_metric([database, reason], count)
+        for outcome, histogram in sorted(stats.replay_waits().items()):
+            buckets = [
+                ("+Inf" if bound == float("inf") else repr(bound), count)
+                for bound, count in histogram.cumulative()
+            ]
+            self.replay_wait.add_metric([outcome], buckets, histogram.total)
 
     def add_report(self, report: Report) -> None:
         for item in report.replicas:

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from .breaker import CircuitBreaker, CircuitState
 from .primary import PrimaryHealth, primary_health
-from .replica import ReplicaHealth, circuit_state, get_health, registry, replayed_everywhere
+from .replica import (
+    ReplicaHealth,
+    circuit_state,
+    get_health,
+    registry,
+    replayed_everywhere,
+    replica_weight,
+)
 from .verdict import ProbeResult, ineligibility_reason
 
 __all__ = [
@@ -26,4 +33,5 @@ __all__ = [
     "primary_health",
     "registry",
     "replayed_everywhere",
+    "replica_weight",
 ]

@@ -1,10 +1,14 @@
-"""Circuit breaker: a pure state machine with an injected clock.
+"""Circuit breaker with flap damping and a ramp: a pure state machine, time passed in.
 
-CLOSED lets reads through and counts consecutive failures; FAILURE_THRESHOLD of them open
-the circuit. OPEN refuses reads until RESET_TIMEOUT has passed, then lets exactly one caller
-through as the HALF_OPEN trial: its success closes the circuit, its failure re-opens it for
-another RESET_TIMEOUT. A trial that never reports back (its caller died) is given up after
-another RESET_TIMEOUT so the replica is not stuck half-open forever.
+- CLOSED: the replica serves reads at full weight. FAILURE_THRESHOLD consecutive failures
+  open the circuit.
+- OPEN: no reads. Nothing waits for a timeout: the first success recorded (a background
+  probe) after the hold-down ends the outage. The hold-down is 0 for a replica that was
+  steady; one that fails again within RESET_TIMEOUT of recovering (a flap) is held out
+  for 2, 4, 8 ... HEALTH_CHECK_INTERVALs, at most RESET_TIMEOUT.
+- HALF_OPEN: recovered and ramping: its weight (the share of the reads that would go to
+  it) grows linearly from RAMP_START to 1 over RAMP_SECONDS, then the circuit is CLOSED.
+  A failure while ramping re-opens it, as a flap.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import enum
 import threading
 from dataclasses import dataclass
+
+RAMP_START = 0.1  # a recovered replica's first share; 0 would wait a whole probe for nothing
 
 
 class CircuitState(enum.IntEnum):
@@ -28,84 +34,100 @@ class CircuitState(enum.IntEnum):
 
 @dataclass
 class _Counters:
-    state: CircuitState = CircuitState.CLOSED
-    failures: int = 0
+    opened: bool = False
+    failures: int = 0  # consecutive
     opened_at: float = 0.0
-    trial_started_at: float | None = None
+    recovered_at: float | None = None  # when the last outage ended
+    flaps: int = 0  # outages that began within RESET_TIMEOUT of the previous recovery
 
 
 class CircuitBreaker:
     """Thread-safe; every method takes ``now`` (monotonic seconds) so tests own the clock."""
 
-    def __init__(self, failure_threshold: int, reset_timeout: float) -> None:
+    def __init__(
+        self,
+        failure_threshold: int,
+        reset_timeout: float,
+        *,
+        hold_step: float = 1.0,
+        ramp_seconds: float = 0.0,
+    ) -> None:
         if failure_threshold < 1:
             raise ValueError("failure_threshold must be >= 1")
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
+        self.hold_step = hold_step
+        self.ramp_seconds = ramp_seconds
         self._c = _Counters()
         self._lock = threading.Lock()
 
+    # -- reading -------------------------------------------------------------------------
     def state(self, now: float) -> CircuitState:
-        """The state as callers see it: an open circuit past its timeout reads half-open."""
         c = self._c
-        if c.state is CircuitState.OPEN and now - c.opened_at >= self.reset_timeout:
+        if c.opened:
+            return CircuitState.OPEN
+        if c.recovered_at is not None and now - c.recovered_at < self.ramp_seconds:
             return CircuitState.HALF_OPEN
-        return c.state
+        return CircuitState.CLOSED
+
+    def weight(self, now: float) -> float:
+        """The share of the reads meant for this replica that it should take now."""
+        c = self._c
+        if c.opened:
+            return 0.0
+        if c.recovered_at is None or self.ramp_seconds <= 0:
+            return 1.0
+        progress = (now - c.recovered_at) / self.ramp_seconds
+        if progress >= 1.0:
+            return 1.0
+        return RAMP_START + (1.0 - RAMP_START) * max(progress, 0.0)
 
     @property
     def failures(self) -> int:
         return self._c.failures
 
-    def allow(self, now: float) -> bool:
-        """May a caller use the replica now? Claims the single half-open trial if due."""
-        c = self._c
-        if c.state is CircuitState.CLOSED:
-            return True
-        with self._lock:
-            if c.state is CircuitState.OPEN:
-                if now - c.opened_at < self.reset_timeout:
-                    return False
-                c.state = CircuitState.HALF_OPEN
-                c.trial_started_at = now
-                return True
-            if c.state is CircuitState.HALF_OPEN:
-                started = c.trial_started_at
-                if started is None or now - started >= self.reset_timeout:
-                    c.trial_started_at = now
-                    return True
-                return False
-            return True
+    @property
+    def flaps(self) -> int:
+        return self._c.flaps
 
-    def release_trial(self) -> None:
-        """Give back a half-open trial that was claimed but never ran."""
-        with self._lock:
-            if self._c.state is CircuitState.HALF_OPEN:
-                self._c.trial_started_at = None
+    def hold_down(self) -> float:
+        """How long an outage lasts at least: 0 for a steady replica, then doubling."""
+        flaps = self._c.flaps
+        if flaps == 0:
+            return 0.0
+        return min(self.reset_timeout, self.hold_step * 2.0**flaps)
 
-    def record_success(self, now: float) -> bool:
-        """Returns True when this success closed a circuit that was not closed."""
-        c = self._c
-        if c.state is CircuitState.CLOSED and c.failures == 0:
-            return False
-        with self._lock:
-            reopened = c.state is not CircuitState.CLOSED
-            c.state = CircuitState.CLOSED
-            c.failures = 0
-            c.trial_started_at = None
-            return reopened
+    def held_until(self) -> float:
+        """While OPEN, the earliest time a success may end the outage."""
+        return self._c.opened_at + self.hold_down()
 
+    # -- outcomes ------------------------------------------------------------------------
     def record_failure(self, now: float) -> bool:
         """Returns True when this failure opened the circuit."""
-        c = self._c
         with self._lock:
+            c = self._c
             c.failures += 1
-            if c.state is CircuitState.HALF_OPEN or (
-                c.state is CircuitState.CLOSED and c.failures >= self.failure_threshold
-            ):
-                c.state = CircuitState.OPEN
-                c.opened_at = now
-                c.trial_started_at = None
-                return True
-            if c.state is CircuitState.OPEN:
-                c.opened_at = now
-            return False
+            if c.opened:
+                return False
+            ramping = self.state(now) is CircuitState.HALF_OPEN
+            if not ramping and c.failures < self.failure_threshold:
+                return False
+            recent = c.recovered_at is not None and now - c.recovered_at < self.reset_timeout
+            c.flaps = c.flaps + 1 if recent else 0
+            c.opened, c.opened_at = True, now
+            return True
+
+    def record_success(self, now: float) -> bool:
+        """Returns True when this success ended an outage (the replica may ramp up now).
+        A success before the hold-down is over changes nothing."""
+        with self._lock:
+            c = self._c
+            if not c.opened:
+                c.failures = 0
+                if c.recovered_at is not None and now - c.recovered_at >= self.reset_timeout:
+                    c.flaps = 0  # steady for RESET_TIMEOUT: the next outage is a fresh one
+                return False
+            if now < c.opened_at + self.hold_down():
+                return False
+            c.opened, c.failures, c.recovered_at = False, 0, now
+            return True

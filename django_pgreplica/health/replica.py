@@ -1,16 +1,21 @@
 """Per-process health of each replica: a circuit breaker plus a cached probe.
 
 The router asks :meth:`ReplicaHealth.usable` on every read: while the last probe is fresh
-and good that is one comparison (the fast path). A probe query runs at most once per
-HEALTH_CHECK_INTERVAL per replica per process, inline on the calling thread's own
-connection; while one thread probes, others use the last result. Time comes from
-:mod:`django_pgreplica.clock`.
+and good that is one comparison (the fast path). A replica that answered its last probe is
+probed again at most once per HEALTH_CHECK_INTERVAL, inline on the calling thread's own
+connection (one cheap query on a server known to answer). A replica that failed is never
+probed on a user's request: it is *suspect* and :mod:`.prober` checks it in the background
+every HEALTH_CHECK_INTERVAL on a short-lived connection of its own, so it serves reads again
+as soon as it answers (after a hold-down if it flaps), however long it was down. Time
+comes from :mod:`django_pgreplica.clock`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import SynchronousOnlyOperation
@@ -20,17 +25,29 @@ from .. import clock
 from ..conf import Settings, get_settings
 from ..db import one_line
 from .breaker import CircuitBreaker, CircuitState
-from .probe import read_replay_lsn, run_probe
+from .probe import read_replay_lsn, run_probe, run_probe_on_own_connection, wait_for_replay
+from .prober import watch
+from .shared import sync
 from .verdict import ProbeResult, probe_reason
 
 logger = logging.getLogger("django_pgreplica.health")
 
 
 class ReplicaHealth:
-    def __init__(self, alias: str, settings: Settings) -> None:
+    def __init__(
+        self,
+        alias: str,
+        settings: Settings,
+        on_suspect: Callable[[ReplicaHealth], None] = watch,
+    ) -> None:
         self.alias = alias
         self.settings = settings  # the router drops a health built for older settings
-        self.breaker = CircuitBreaker(settings.failure_threshold, settings.reset_timeout)
+        self.breaker = CircuitBreaker(
+            settings.failure_threshold,
+            settings.reset_timeout,
+            hold_step=settings.health_check_interval,
+            ramp_seconds=settings.ramp_seconds,
+        )
         self.interval = settings.health_check_interval
         self.max_lag = settings.max_lag_seconds
         self.last: ProbeResult | None = None
@@ -38,6 +55,15 @@ class ReplicaHealth:
         self._probe_lock = threading.Lock()
         self._reported: str | None = None
         self._ok_until = 0.0  # usable without further checks until this monotonic time
+        # (replay position, when): a replay wait ran out while the replica stood here
+        self._stalled: tuple[int, float] | None = None
+        # Failed since it last answered (or held down after an outage): only the background
+        # prober looks at it, never a user's request.
+        self.suspect = False
+        self.retired = False  # replaced after a settings change: its prober stops
+        self._on_suspect = on_suspect  # starts the background prober (a seam for tests)
+        self.changed_at = 0.0  # wall time it last became suspect or answered again
+        self.shared = settings.cache is not None
 
     # -- decisions -----------------------------------------------------------------------
     def usable(self, now: float) -> bool:
@@ -48,21 +74,19 @@ class ReplicaHealth:
         """
         if self._ok_until > now:
             return True
-        state = self.breaker.state(now)
-        if state is CircuitState.OPEN:
+        if self.suspect:
+            self._on_suspect(self)  # probed in the background until it answers
             return False
-        if state is CircuitState.HALF_OPEN:
-            # The single trial of a half-open circuit is a probe, never a user's read.
-            if not self.breaker.allow(now):
-                return False
-            if not self.probe():
-                self.breaker.release_trial()  # nobody probed: the next caller may
-                return False
-        elif self.last is None or now - self.last.checked_at >= self._recheck_interval():
+        last = self.last
+        if last is None or now - last.checked_at >= self._recheck_interval():
             self.probe()
-        if self.breaker.state(now) is not CircuitState.CLOSED:
-            return False
+            if self.suspect:
+                return False
         return self.reason() is None
+
+    def weight(self, now: float) -> float:
+        """The share of the reads meant for it this replica takes now (ramp after an outage)."""
+        return self.breaker.weight(now)
 
     def reason(self) -> str | None:
         return probe_reason(self.last, self.max_lag)
@@ -83,31 +107,83 @@ class ReplicaHealth:
             self._refresh_replay_lsn()
         return self.replay_lsn >= lsn
 
+    def wait_replayed(self, lsn: int, budget: float) -> tuple[float, bool]:
+        """Wait up to ``budget`` seconds for the replica to replay ``lsn``: (seconds waited,
+        replayed?). A replica whose last wait ran out and whose replay has not moved since
+        (within HEALTH_CHECK_INTERVAL) is not waited for again: it is stuck, not slow."""
+        stalled = self._stalled
+        if (
+            stalled is not None
+            and self.replay_lsn <= stalled[0]
+            and clock.monotonic() - stalled[1] < self.interval
+        ):
+            return 0.0, False
+        started = time.monotonic()
+        try:
+            position = wait_for_replay(self.alias, lsn, budget)
+        except SynchronousOnlyOperation:
+            return 0.0, False  # on the event loop: never block it
+        except Exception as exc:
+            self.record_failure(exc)
+            return time.monotonic() - started, False
+        if position is not None and position > self.replay_lsn:
+            self.replay_lsn = position
+        replayed = self.replay_lsn >= lsn
+        self._stalled = None if replayed else (self.replay_lsn, clock.monotonic())
+        return time.monotonic() - started, replayed
+
     # -- outcomes ------------------------------------------------------------------------
-    def record_failure(self, error: BaseException | str) -> None:
+    def record_failure(self, error: BaseException | str, *, shared: bool = True) -> None:
+        """A failure seen here (``shared``: tell the other processes, when CACHE is set)."""
         now = clock.monotonic()
         message = one_line(error)
         self._ok_until = 0.0
         self.last = ProbeResult(ok=False, checked_at=now, error=message)
+        first = not self.suspect
+        self.suspect = True
+        if first:
+            self.changed_at = clock.wall()
+            if shared and self.shared:
+                sync.publish(self)
         if self.breaker.record_failure(now):
+            hold = self.breaker.hold_down()
             logger.warning(
-                "replica %s: circuit opened after %d failures (%s); reads go elsewhere for %gs",
+                "replica %s: circuit opened after %d failures (%s); reads go elsewhere until "
+                "it answers a probe%s",
                 self.alias,
                 self.breaker.failures,
                 message,
-                self.breaker.reset_timeout,
+                f" (held out {hold:g}s: it failed again soon after recovering)" if hold else "",
             )
+        elif first:
+            logger.warning("replica %s: failed (%s); reads go elsewhere", self.alias, message)
         else:
             logger.info("replica %s: failure %d (%s)", self.alias, self.breaker.failures, message)
+        self._on_suspect(self)
 
-    def record_probe(self, result: ProbeResult) -> None:
+    def record_probe(self, result: ProbeResult, *, shared: bool = True) -> None:
+        """A probe the replica answered (whatever it said: lag and promotion are verdicts,
+        not failures); ``shared`` as for :meth:`record_failure`."""
         self.last = result
         if result.replay_lsn is not None and result.replay_lsn > self.replay_lsn:
             self.replay_lsn = result.replay_lsn
-        if self.breaker.record_success(result.checked_at):
-            logger.info("replica %s: circuit closed, serving reads again", self.alias)
+        now = result.checked_at
+        if self.breaker.record_success(now):
+            ramp = self.breaker.ramp_seconds
+            logger.warning(
+                "replica %s: answers again; serving reads%s",
+                self.alias,
+                f", its share ramping up over {ramp:g}s" if ramp else "",
+            )
+        held = self.breaker.state(now) is CircuitState.OPEN  # answered during a hold-down
+        if self.suspect and not held:
+            self.changed_at = clock.wall()
+            self.suspect = False
+            if shared and self.shared:
+                sync.publish(self)
+        self.suspect = held
         reason = self.reason()
-        self._ok_until = result.checked_at + self.interval if reason is None else 0.0
+        self._ok_until = now + self.interval if reason is None and not held else 0.0
         if reason != self._reported:
             self._reported = reason
             if reason is None:
@@ -118,13 +194,18 @@ class ReplicaHealth:
                 logger.warning("replica %s: %s; it gets no reads", self.alias, reason)
 
     # -- I/O -----------------------------------------------------------------------------
-    def probe(self) -> bool:
-        """Query the replica and record the result; False when no probe could run here."""
+    def probe(self, *, own_connection: bool = False) -> bool:
+        """Query the replica and record the result; False when no probe could run here.
+
+        Inline probes use the calling thread's connection; the background prober opens a
+        short-lived one of its own (``own_connection``).
+        """
         if not self._probe_lock.acquire(blocking=False):
             return False  # another thread is probing; use the last result
         try:
             try:
-                result = run_probe(self.alias, clock.monotonic())
+                run = run_probe_on_own_connection if own_connection else run_probe
+                result = run(self.alias, clock.monotonic())
             except SynchronousOnlyOperation:
                 return False  # on the event loop (aiterator()): no I/O here, says nothing
             except Exception as exc:  # any failure to reach the replica counts
@@ -161,8 +242,11 @@ class HealthRegistry:
             with self._lock:
                 item = self._items.get(alias)
                 if item is None:
-                    item = ReplicaHealth(alias, get_settings())
+                    settings = get_settings()
+                    item = ReplicaHealth(alias, settings)
                     self._items[alias] = item
+                    if settings.cache is not None:
+                        sync.ensure_running()
                 return item
 
     def snapshot(self) -> dict[str, ReplicaHealth]:
@@ -170,6 +254,8 @@ class HealthRegistry:
 
     def reset(self) -> None:
         with self._lock:
+            for item in self._items.values():
+                item.retired = True
             self._items.clear()
 
 
@@ -183,6 +269,12 @@ def get_health(alias: str) -> ReplicaHealth:
 def replayed_everywhere(aliases: tuple[str, ...], lsn: int) -> bool:
     """Has every replica replayed ``lsn``, as far as this process knows (no query)?"""
     return all(registry.get(alias).replay_lsn >= lsn for alias in aliases)
+
+
+def replica_weight(alias: str) -> float:
+    """The share of its reads ``alias`` takes in this process now (1 if never used)."""
+    item = registry.snapshot().get(alias)
+    return 1.0 if item is None else item.weight(clock.monotonic())
 
 
 def circuit_state(alias: str) -> CircuitState:

@@ -74,7 +74,7 @@ def evaluate_replica(
     if circuit is CircuitState.OPEN:
         problems.append((Status.WARNING, "circuit open: reads go to the primary"))
     elif circuit is CircuitState.HALF_OPEN:
-        problems.append((Status.WARNING, "circuit half-open: awaiting a trial probe"))
+        problems.append((Status.WARNING, "circuit half-open: ramping up after an outage"))
 
     router_reason = ineligibility_reason(
         reachable=obs.reachable,

@@ -28,6 +28,7 @@ from .stats import (
     REASON_FORCED,
     REASON_NO_REPLICA,
     REASON_PINNED,
+    REASON_RAMP,
     REASON_REPLICA,
     REASON_TOKEN_WAIT,
 )
@@ -46,13 +47,25 @@ def in_user_atomic(conn: Any) -> bool:
 
 
 def choose_replica(settings: Settings, state: RoutingState, now: float) -> str | None:
-    """A random eligible replica; replicas after the first good one are not even probed."""
+    """A random eligible replica; replicas after the first good one are not even probed.
+
+    A replica ramping up after an outage takes a read only with probability equal to its
+    weight; otherwise the next one is tried, so the rest of its share goes elsewhere.
+    """
     if not state.scoped:
         state.failed.clear()  # outside a request, health alone remembers failures
     candidates = [alias for alias in settings.replicas if alias not in state.failed]
     random.shuffle(candidates)
+    state.ramped_out = False
     for alias in candidates:
-        if get_health(alias).usable(now) and connectable(alias, state):
+        health = get_health(alias)
+        if not health.usable(now):
+            continue
+        weight = health.weight(now)
+        if weight < 1.0 and random.random() >= weight:
+            state.ramped_out = True
+            continue
+        if connectable(alias, state):
             return alias
     return None
 
@@ -60,7 +73,8 @@ def choose_replica(settings: Settings, state: RoutingState, now: float) -> str |
 def _replica_at(settings: Settings, state: RoutingState, chosen: str, lsn: int) -> str | None:
     """A replica that has replayed ``lsn``: the chosen one if it has, else any other
     eligible one whose known position suffices, else the chosen one after asking it for
-    its current position (once per scope: never a query per read)."""
+    its current position and, if it is still behind, waiting for it up to what is left of
+    REPLAY_WAIT_SECONDS (once per replica per scope: never a query per read)."""
     if get_health(chosen).replayed(lsn, refresh=False):
         return chosen
     now = clock.monotonic()
@@ -69,13 +83,23 @@ def _replica_at(settings: Settings, state: RoutingState, chosen: str, lsn: int) 
             continue
         health = get_health(alias)
         if health.replayed(lsn, refresh=False) and health.usable(now) and connectable(alias, state):
-            state.chosen = health
+            state.choose(health, (alias, REASON_REPLICA))
             return alias
     refresh = chosen not in state.token_asked
     if state.scoped:
         state.token_asked.add(chosen)
-    if get_health(chosen).replayed(lsn, refresh=refresh):
+    health = get_health(chosen)
+    if health.replayed(lsn, refresh=refresh):
         return chosen
+    # A request's budget; outside any request, each read's (a script has no request to end).
+    budget = settings.replay_wait_seconds - (state.replay_waited if state.scoped else 0.0)
+    if refresh and budget > 0 and not connections[chosen].in_atomic_block:
+        waited, replayed = health.wait_replayed(lsn, budget)
+        if waited:
+            state.replay_waited += waited
+            stats.count_replay_wait(waited, replayed)
+        if replayed:
+            return chosen
     return None
 
 
@@ -89,6 +113,18 @@ def route_read(settings: Settings, state: RoutingState) -> str:
     if cached is None or cached[0] != thread or cached[1] is not settings:
         cached = (thread, settings, connections[settings.primary], stats.thread_counts())
         state.thread_cache = cached
+    chosen = state.chosen
+    # The common case, inline: the scope's replica is still good and nothing (a write, a
+    # pin, a transaction, a token, writes outside any scope) asks for more thought.
+    if (
+        chosen is not None
+        and not (state.forced or state.wrote or state.token or unscoped_writes.pending)
+        and not cached[2].in_atomic_block
+        and chosen.settings is settings
+        and chosen.usable(clock.monotonic())
+    ):
+        cached[3][state.chosen_key] += 1
+        return chosen.alias
     alias, reason = decide(settings, state, cached[2])
     cached[3][alias, reason] += 1
     return alias
@@ -124,8 +160,9 @@ def decide(settings: Settings, state: RoutingState, conn: Any) -> tuple[str, str
             need = None if token is None else token.lsn
             if unscoped_writes.pending:
                 need = _with_unscoped_writes(settings, need)
-            return on_primary(settings, state, REASON_NO_REPLICA, need)
-        state.chosen = get_health(picked)
+            reason = REASON_RAMP if state.ramped_out else REASON_NO_REPLICA
+            return on_primary(settings, state, reason, need)
+        state.choose(get_health(picked), (picked, REASON_REPLICA))
         replica = picked
 
     if token is None and not unscoped_writes.pending:

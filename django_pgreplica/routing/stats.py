@@ -18,6 +18,7 @@ REASON_TOKEN_WAIT = "token-wait"  # no replica has replayed the client's LSN tok
 REASON_ATOMIC = "atomic"  # inside transaction.atomic() on the primary
 REASON_FORCED = "forced"  # use_primary()
 REASON_NO_REPLICA = "no-replica"  # no replica configured or none eligible
+REASON_RAMP = "ramp"  # the only eligible replicas are ramping up and passed this read on
 REASON_FALLBACK = "fallback"  # the replica failed mid-query; the primary answered
 REASON_LAST_RESORT = "last-resort"  # the primary was unreachable; any replica that answered
 
@@ -28,6 +29,7 @@ READ_REASONS = (
     REASON_ATOMIC,
     REASON_FORCED,
     REASON_NO_REPLICA,
+    REASON_RAMP,
     REASON_FALLBACK,
     REASON_LAST_RESORT,
 )
@@ -81,6 +83,54 @@ def reads() -> dict[tuple[str, str], int]:
         _per_thread[:] = alive
         total.update(_retired)
     return dict(total)
+
+
+# Replay waits (REPLAY_WAIT_SECONDS), a histogram per outcome: bucket upper bounds in seconds.
+WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, float("inf"))
+WAIT_REPLAYED, WAIT_TIMEOUT = "replayed", "timeout"
+
+
+class WaitHistogram:
+    def __init__(self) -> None:
+        self.buckets = [0] * len(WAIT_BUCKETS)  # not cumulative; see cumulative()
+        self.count = 0
+        self.total = 0.0
+
+    def add(self, seconds: float) -> None:
+        index = next(i for i, bound in enumerate(WAIT_BUCKETS) if seconds <= bound)
+        self.buckets[index] += 1
+        self.count += 1
+        self.total += seconds
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        running, out = 0, []
+        for bound, n in zip(WAIT_BUCKETS, self.buckets, strict=True):
+            running += n
+            out.append((bound, running))
+        return out
+
+
+_waits: dict[str, WaitHistogram] = {WAIT_REPLAYED: WaitHistogram(), WAIT_TIMEOUT: WaitHistogram()}
+
+
+def count_replay_wait(seconds: float, replayed: bool) -> None:
+    with _lock:
+        _waits[WAIT_REPLAYED if replayed else WAIT_TIMEOUT].add(seconds)
+
+
+def replay_waits() -> dict[str, WaitHistogram]:
+    """Copies of the per-outcome histograms of this process."""
+    with _lock:
+        copies = {}
+        for outcome, histogram in _waits.items():
+            copy = WaitHistogram()
+            copy.buckets, copy.count, copy.total = (
+                list(histogram.buckets),
+                histogram.count,
+                histogram.total,
+            )
+            copies[outcome] = copy
+        return copies
 
 
 def fallbacks() -> dict[str, int]:

@@ -58,6 +58,8 @@ def test_checks_are_registered_with_manage_py_check() -> None:
         ({"REPLICA_APPLICATION_NAMES": ["replica1"]}, "django_pgreplica.E006"),
         ({"COOKIE_SAMESITE": "None", "COOKIE_SECURE": False}, "django_pgreplica.W009"),
         ({"STICKY_SECOND": 5}, "django_pgreplica.W001"),
+        ({"CACHE": "nope"}, "django_pgreplica.E007"),
+        ({"CACHE": "local"}, "django_pgreplica.W010"),
         ({"REPLICAS": []}, "django_pgreplica.W006"),
         ({"LAG_WARNING_SECONDS": 60, "LAG_CRITICAL_SECONDS": 30}, "django_pgreplica.W007"),
     ],

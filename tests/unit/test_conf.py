@@ -20,6 +20,8 @@ BAD: dict[str, list[Any]] = {
     "HEALTH_CHECK_INTERVAL": [0, None],
     "FAILURE_THRESHOLD": [0, 2.5, True, "3"],
     "RESET_TIMEOUT": [-3, 0],
+    "REPLAY_WAIT_SECONDS": [-0.1, "50ms"],
+    "RAMP_SECONDS": [-1, None],
     "LAG_WARNING_SECONDS": [-1],
     "LAG_CRITICAL_SECONDS": ["x"],
     "LAG_CRITICAL_BYTES": [-1],
@@ -30,6 +32,7 @@ BAD: dict[str, list[Any]] = {
     "METRICS_CACHE_SECONDS": ["5s"],
     "SAMPLE_RETENTION_HOURS": ["a day"],
     "REPLICA_APPLICATION_NAMES": [["replica1"]],
+    "CACHE": ["", 5],
 }
 GOOD: dict[str, list[Any]] = {
     "MAX_LAG_SECONDS": [None, 0, 12.5],

@@ -6,6 +6,8 @@ error. The cluster is restored after each test.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -74,26 +76,66 @@ def test_killed_replica_costs_no_failed_read(cluster: Any, product: Product) -> 
     assert first_fallback < 1.0, first_fallback
 
 
-def test_stopped_replica_opens_the_circuit_then_returns(
-    cluster: Any, product: Product, clock: FakeClock
+def timed_read() -> tuple[str, float]:
+    started = time.monotonic()
+    with scope():
+        alias = ReplicaRouter().db_for_read(Product)
+        assert list(Product.objects.values_list("name", flat=True)) == ["Lamp"]
+    return alias, time.monotonic() - started
+
+
+def until(predicate: Any, timeout: float) -> float:
+    """Seconds until ``predicate()`` holds (real time: a background probe must run)."""
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, "timed out"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+RECOVERY = {
+    "REPLICAS": ["replica"],
+    "FAILURE_THRESHOLD": 3,
+    "RESET_TIMEOUT": 60.0,  # only damps flapping: a steady replica is back long before
+    "HEALTH_CHECK_INTERVAL": 0.1,
+    "RAMP_SECONDS": 0,
+}
+
+
+def test_a_stopped_replica_serves_again_within_a_few_probes_of_coming_back(
+    cluster: Any, product: Product
 ) -> None:
-    with pgreplica_settings(
-        REPLICAS=["replica"], FAILURE_THRESHOLD=3, RESET_TIMEOUT=1.0, HEALTH_CHECK_INTERVAL=0.05
-    ):
+    with pgreplica_settings(**RECOVERY):
         assert read_once() == "replica"
         cluster.stop("replica1")
-        clock.advance(0.06)  # the fake clock stood still while the server stopped
-        served = []
-        for _ in range(8):
-            served.append(read_once())
-            clock.advance(0.06)
-        assert set(served) == {"default"}
-        assert circuit_state("replica") is CircuitState.OPEN
+        reads = [timed_read() for _ in range(10)]
+        assert {alias for alias, _ in reads} == {"default"}
+        until(lambda: circuit_state("replica") is CircuitState.OPEN, 5)  # probes count too
         cluster.start("replica1")
-        clock.advance(1.1)
-        assert circuit_state("replica") is CircuitState.HALF_OPEN
-        assert read_once() == "replica"  # the half-open probe succeeded
+        back = until(lambda: read_once() == "replica", 5)
+        assert back < 1.0, f"back after {back:.2f}s, RESET_TIMEOUT is 60s"
         assert circuit_state("replica") is CircuitState.CLOSED
+
+
+def test_a_hung_replica_holds_one_read_for_connect_timeout_and_no_other(
+    cluster: Any, product: Product, settings: Any
+) -> None:
+    """SIGSTOP: the host accepts TCP but never answers. The first read pays connect_timeout
+    (2 s here); from then on the background prober pays it, not users."""
+    pid = cluster.pid("replica1")
+    assert pid is not None
+    connections["replica"].close()
+    with pgreplica_settings(**RECOVERY):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            reads = [timed_read() for _ in range(20)]
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        timeout = float(settings.DATABASES["replica"]["OPTIONS"]["connect_timeout"])
+        first, rest = reads[0], reads[1:]
+        assert first[0] == "default" and first[1] < timeout + 1.0, first
+        assert all(alias == "default" and took < 0.5 for alias, took in rest), rest
+        until(lambda: read_once() == "replica", 10)
 
 
 def test_other_replica_takes_over_when_one_dies(cluster: Any, product: Product) -> None:

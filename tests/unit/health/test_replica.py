@@ -1,69 +1,106 @@
-"""Eligibility from a probe result, and the breaker/probe interplay, with an injected clock."""
+"""Replica health with a fake clock and no database: eligibility, suspicion, recovery."""
 
 from __future__ import annotations
 
 from django_pgreplica.clock import FakeClock
 from django_pgreplica.health import ProbeResult, ReplicaHealth
-from django_pgreplica.health.verdict import probe_reason as evaluate
+from django_pgreplica.health.breaker import RAMP_START, CircuitState
+from django_pgreplica.health.verdict import probe_reason
 from tests.support import pgreplica_settings
 
 
-def ok(lag: float = 0.0, recovery: bool = True) -> ProbeResult:
-    return ProbeResult(ok=True, checked_at=0.0, in_recovery=recovery, lag_seconds=lag)
+def ok(lag: float = 0.0, recovery: bool = True, at: float = 0.0) -> ProbeResult:
+    return ProbeResult(ok=True, checked_at=at, in_recovery=recovery, lag_seconds=lag)
 
 
-def test_evaluate() -> None:
-    assert evaluate(None, 30) is None
-    assert evaluate(ok(), 30) is None
-    assert evaluate(ok(lag=29.9), 30) is None
-    assert (evaluate(ok(lag=31), 30) or "").startswith("lagging")
-    assert evaluate(ok(lag=10_000), None) is None
-    assert (evaluate(ok(recovery=False), 30) or "").startswith("promoted")
+def test_probe_reason() -> None:
+    assert probe_reason(None, 30) is None
+    assert probe_reason(ok(), 30) is None
+    assert probe_reason(ok(lag=29.9), 30) is None
+    assert (probe_reason(ok(lag=31), 30) or "").startswith("lagging")
+    assert probe_reason(ok(lag=10_000), None) is None
+    assert (probe_reason(ok(recovery=False), 30) or "").startswith("promoted")
     failed = ProbeResult(ok=False, checked_at=0, error="refused")
-    assert evaluate(failed, 30) == "unreachable: refused"
+    assert probe_reason(failed, 30) == "unreachable: refused"
 
 
-def health(clock: FakeClock, **overrides: object) -> ReplicaHealth:
+class Watched(list[str]):
+    def __call__(self, health: ReplicaHealth) -> None:
+        self.append(health.alias)
+
+
+def health(watched: Watched | None = None, **overrides: object) -> ReplicaHealth:
     from django_pgreplica.conf import get_settings
 
     with pgreplica_settings(**overrides):
         settings = get_settings()
-    return ReplicaHealth("replica", settings)
+    return ReplicaHealth(
+        "replica", settings, on_suspect=watched if watched is not None else Watched()
+    )
 
 
-def test_failures_open_the_circuit_and_only_a_probe_closes_it(clock: FakeClock) -> None:
-    item = health(clock, FAILURE_THRESHOLD=2, RESET_TIMEOUT=10.0)
+def no_inline_probe(item: ReplicaHealth) -> list[float]:
     probes: list[float] = []
+    item.probe = lambda **kw: probes.append(1.0) or True  # type: ignore[method-assign]
+    return probes
 
-    def fake_probe() -> bool:
-        probes.append(clock.now)
-        item.record_probe(
-            ProbeResult(ok=True, checked_at=clock.now, in_recovery=True, lag_seconds=0.0)
-        )
-        return True
 
-    item.probe = fake_probe  # type: ignore[method-assign]
+def test_a_failed_replica_is_left_to_the_background_prober(clock: FakeClock) -> None:
+    watched = Watched()
+    item = health(watched, HEALTH_CHECK_INTERVAL=1.0, FAILURE_THRESHOLD=3, RAMP_SECONDS=0)
+    item.record_probe(ok(at=clock.now))
+    assert item.usable(clock.now)
+    item.record_failure("refused")
+    probes = no_inline_probe(item)
+    for _ in range(20):  # however much time passes, no user's read probes it
+        clock.advance(1.0)
+        assert not item.usable(clock.now)
+    assert probes == [] and watched and set(watched) == {"replica"}
+    item.record_probe(ok(at=clock.now))  # the background prober's probe answered
+    assert not item.suspect and item.usable(clock.now)
+    assert item.breaker.state(clock.now) is CircuitState.CLOSED  # one failure never opened it
+
+
+def test_back_at_once_after_a_long_outage_then_ramping(clock: FakeClock) -> None:
+    item = health(FAILURE_THRESHOLD=2, RESET_TIMEOUT=60.0, RAMP_SECONDS=10.0)
     item.record_failure("refused")
     item.record_failure("refused")
-    assert not item.usable(clock.now)
-    clock.advance(5)
-    assert not item.usable(clock.now) and probes == []  # open: not even a probe
-    clock.advance(5)
-    assert item.usable(clock.now)  # half-open: the trial is a probe, which succeeds
-    assert probes == [clock.now]
+    assert item.breaker.state(clock.now) is CircuitState.OPEN
+    clock.advance(3600)  # down for an hour: nothing waits for RESET_TIMEOUT
+    item.record_probe(ok(at=clock.now))
+    assert item.usable(clock.now) and item.breaker.state(clock.now) is CircuitState.HALF_OPEN
+    assert item.weight(clock.now) == RAMP_START
+    clock.advance(10)
+    assert item.weight(clock.now) == 1.0
+
+
+def test_a_flapping_replica_is_held_out_although_it_answers(clock: FakeClock) -> None:
+    item = health(FAILURE_THRESHOLD=1, RESET_TIMEOUT=60.0, HEALTH_CHECK_INTERVAL=1.0)
+    item.record_failure("refused")
+    item.record_probe(ok(at=clock.now))  # back...
+    clock.advance(2)
+    item.record_failure("refused")  # ...and down again soon after: a flap
+    hold = item.breaker.hold_down()
+    assert hold == 2.0
+    clock.advance(hold / 2)
+    item.record_probe(ok(at=clock.now))  # answers, but the hold-down is not over
+    assert item.suspect and not item.usable(clock.now)
+    clock.advance(hold)
+    item.record_probe(ok(at=clock.now))
+    assert item.usable(clock.now)
 
 
 def test_a_lagging_replica_is_rechecked_sooner(clock: FakeClock) -> None:
-    item = health(clock, HEALTH_CHECK_INTERVAL=1.0, MAX_LAG_SECONDS=5.0)
-    item.record_probe(ProbeResult(ok=True, checked_at=clock.now, in_recovery=True, lag_seconds=60))
+    item = health(HEALTH_CHECK_INTERVAL=1.0, MAX_LAG_SECONDS=5.0)
+    item.record_probe(ok(lag=60, at=clock.now))
     assert item._recheck_interval() == 0.25
-    item.record_probe(ProbeResult(ok=True, checked_at=clock.now, in_recovery=True, lag_seconds=0))
+    item.record_probe(ok(lag=0, at=clock.now))
     assert item._recheck_interval() == 1.0
     assert item.usable(clock.now)
 
 
-def test_replay_position_only_grows(clock: FakeClock) -> None:
-    item = health(clock)
+def test_replay_position_only_grows() -> None:
+    item = health()
     item.record_probe(ProbeResult(ok=True, checked_at=0, in_recovery=True, replay_lsn=500))
     item.record_probe(ProbeResult(ok=True, checked_at=1, in_recovery=True, replay_lsn=400))
     assert item.replayed(450, refresh=False)
