@@ -11,7 +11,6 @@ in-process against a local cluster.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,28 +27,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     args = parser.parse_args()
 
-    from django_pgreplica.testing.cluster import Cluster
+    from benchmarks.demo_setup import demo_on_cluster
 
-    cluster = Cluster(ROOT / ".pgreplica" / "bench-ryw", port=args.port, replicas=1)
-    cluster.up()
-    os.environ.update(cluster.env())
-    os.environ["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
-    os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
-
-    import django
-
-    django.setup()
+    demo_on_cluster("bench-ryw", args.port)
     from django.conf import settings
-    from django.core.management import call_command
     from django.test import Client, override_settings
-
-    call_command("migrate", verbosity=0)
-    from testproject.shop.models import Product
-
-    Product.objects.get_or_create(
-        slug="bench", defaults={"name": "Bench", "price": 1, "stock": 10**9}
-    )
-    cluster.wait_replayed()
 
     def one_run(mode: str) -> tuple[int, int]:
         client = Client()

@@ -13,7 +13,6 @@ read-back latency p50/p99 (the wait included).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import threading
@@ -38,30 +37,15 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=65452)
     args = parser.parse_args()
 
-    from django_pgreplica.testing.cluster import Cluster
+    from benchmarks.demo_setup import demo_on_cluster
 
-    cluster = Cluster(ROOT / ".pgreplica" / "bench-wait", port=args.port, replicas=1)
-    cluster.up()
-    os.environ.update(cluster.env())
-    os.environ["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
-    os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
-
-    import django
-
-    django.setup()
+    demo_on_cluster("bench-wait", args.port)
     from django.conf import settings
-    from django.core.management import call_command
     from django.test import Client, override_settings
 
-    call_command("migrate", verbosity=0)
     from testproject.shop import services
-    from testproject.shop.models import Product
 
     services.enqueue_confirmation = lambda order: None  # no Celery round trip in the loop
-    Product.objects.get_or_create(
-        slug="bench", defaults={"name": "Bench", "price": 1, "stock": 10**9}
-    )
-    cluster.wait_replayed()
 
     def run(wait_ms: float) -> tuple[int, int, list[float]]:
         latencies: list[float] = []

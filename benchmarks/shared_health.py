@@ -74,22 +74,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=65462)
     args = parser.parse_args()
 
-    from django_pgreplica.testing.cluster import Cluster
+    from benchmarks.demo_setup import demo_on_cluster
 
-    cluster = Cluster(ROOT / ".pgreplica" / "bench-shared", port=args.port, replicas=1)
-    cluster.up()
+    cluster = demo_on_cluster("bench-shared", args.port)
     env = {**cluster.env(), "DJANGO_SETTINGS_MODULE": "testproject.settings"}
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    from testproject.shop.models import Product
-
-    Product.objects.get_or_create(slug="bench", defaults={"name": "Bench", "price": 1})
-    cluster.wait_replayed()
     context = multiprocessing.get_context("spawn")
     print(f"hung replica for {args.hang:g} s, connect_timeout 2 s, HEALTH_CHECK_INTERVAL 1 s")
     print(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from ..conf import get_settings
@@ -54,14 +55,13 @@ def watch(health: ReplicaHealth) -> None:
 
 
 def _probe_until_back(health: ReplicaHealth) -> None:
-    stop = threading.Event()
     try:
         while health.suspect and not health.retired:
             if lead(health.alias):  # with CACHE, one process probes for the fleet
                 health.probe(own_connection=True)
             if not health.suspect:
                 break
-            stop.wait(get_settings().health_check_interval)
+            time.sleep(get_settings().health_check_interval)
     except Exception:  # never let a probe thread die silently
         logger.exception("replica %s: background probe failed", health.alias)
     finally:

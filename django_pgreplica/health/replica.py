@@ -176,12 +176,12 @@ class ReplicaHealth:
                 f", its share ramping up over {ramp:g}s" if ramp else "",
             )
         held = self.breaker.state(now) is CircuitState.OPEN  # answered during a hold-down
-        if self.suspect and not held:
+        back = self.suspect and not held
+        self.suspect = held
+        if back:
             self.changed_at = clock.wall()
-            self.suspect = False
             if shared and self.shared:
                 sync.publish(self)
-        self.suspect = held
         reason = self.reason()
         self._ok_until = now + self.interval if reason is None and not held else 0.0
         if reason != self._reported:

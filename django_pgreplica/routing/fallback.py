@@ -26,12 +26,13 @@ from django.db import InterfaceError, OperationalError, connections
 
 from .. import clock
 from ..conf import get_settings
-from ..consistency import RoutingState, current_state, is_write_sql, unscoped_writes
+from ..consistency import RoutingState, current_state, is_write_sql
 from ..db import close_quietly
 from ..health import get_health, primary_health
 from . import stats
 from .connect import primary_reachable
 from .last_resort import last_resort_replica
+from .select import pending
 
 logger = logging.getLogger("django_pgreplica.fallback")
 
@@ -70,22 +71,13 @@ def _rerun(alias: str, context: Any, sql: str, params: Any, many: bool) -> None:
     context["cursor"].cursor = cursor
 
 
-def _needed(state: RoutingState) -> int | bool | None:
-    """The WAL position this scope must see, None for nothing, False when only the
-    primary may answer (a write, use_primary(), a time-mode pin)."""
-    settings = get_settings()
+def _elsewhere(state: RoutingState) -> tuple[bool, int | None]:
+    """May another server rerun this scope's read, and what must it have replayed? Not
+    after a write, in use_primary() or under a time pin: only the primary may answer."""
     if state.wrote or state.forced:
-        return False
-    token = state.token
-    need = None
-    if token is not None and not token.expired(settings, clock.wall()):
-        if settings.read_your_writes == "time" or token.lsn is None:
-            return False
-        need = token.lsn
-    floor = unscoped_writes.lsn if settings.read_your_writes != "off" else None
-    if floor is not None and (need is None or floor > need):
-        need = floor
-    return need
+        return False, None
+    time_pinned, need = pending(get_settings(), state)
+    return not time_pinned, need
 
 
 def replica_fallback(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
@@ -116,8 +108,8 @@ def replica_fallback(execute: Any, sql: str, params: Any, many: bool, context: A
         stats.count_fallback(alias)
         target, reason = settings.primary, stats.REASON_FALLBACK
         if not primary_reachable(settings, clock.monotonic()):
-            need = _needed(state)
-            other = None if need is False else last_resort_replica(settings, state, need or None)
+            allowed, need = _elsewhere(state)
+            other = last_resort_replica(settings, state, need) if allowed else None
             if other is not None:
                 target, reason = other, stats.REASON_LAST_RESORT
         stats.count_read(target, reason)
@@ -140,8 +132,8 @@ def primary_read_fallback(execute: Any, sql: str, params: Any, many: bool, conte
         ):
             raise
         state = current_state()
-        need = _needed(state)
-        if need is False:
+        allowed, need = _elsewhere(state)
+        if not allowed:
             raise
         settings = get_settings()
         primary_health().record_failure(exc)

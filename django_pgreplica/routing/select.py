@@ -141,13 +141,9 @@ def decide(settings: Settings, state: RoutingState, conn: Any) -> tuple[str, str
         return primary, REASON_NO_REPLICA
     if conn.in_atomic_block and in_user_atomic(conn):
         return primary, REASON_ATOMIC
-    token = state.token
-    if token is not None:
-        mode = settings.read_your_writes
-        if mode == "off" or token.expired(settings, clock.wall()):
-            state.token = token = None
-        elif mode == "time" or token.lsn is None:
-            return primary, REASON_PINNED  # a time pin: STICKY_SECONDS from the write
+    time_pinned, need = pending(settings, state)
+    if time_pinned:
+        return primary, REASON_PINNED  # a time pin: STICKY_SECONDS from the write
 
     now = clock.monotonic()
     chosen = state.chosen
@@ -157,25 +153,35 @@ def decide(settings: Settings, state: RoutingState, conn: Any) -> tuple[str, str
         picked = choose_replica(settings, state, now)
         if picked is None:
             state.chosen = None
-            need = None if token is None else token.lsn
-            if unscoped_writes.pending:
-                need = _with_unscoped_writes(settings, need)
             reason = REASON_RAMP if state.ramped_out else REASON_NO_REPLICA
             return on_primary(settings, state, reason, need)
         state.choose(get_health(picked), (picked, REASON_REPLICA))
         replica = picked
 
-    if token is None and not unscoped_writes.pending:
-        return replica, REASON_REPLICA  # the common case
-    need = None if token is None else token.lsn  # an LSN token in lsn mode
-    if unscoped_writes.pending:
-        need = _with_unscoped_writes(settings, need)
     if need is not None:
         found = _replica_at(settings, state, replica, need)
         if found is None:
             return on_primary(settings, state, REASON_TOKEN_WAIT, need)
         replica = found
     return replica, REASON_REPLICA
+
+
+def pending(settings: Settings, state: RoutingState) -> tuple[bool, int | None]:
+    """What the scope's client must see: (a time pin holds it on the primary, the WAL
+    position a replica must have replayed). An expired or disabled token is dropped."""
+    token = state.token
+    need = None
+    if token is not None:
+        mode = settings.read_your_writes
+        if mode == "off" or token.expired(settings, clock.wall()):
+            state.token = token = None
+        elif mode == "time" or token.lsn is None:
+            return True, None
+        else:
+            need = token.lsn
+    if unscoped_writes.pending:
+        need = _with_unscoped_writes(settings, need)
+    return False, need
 
 
 def _with_unscoped_writes(settings: Settings, need: int | None) -> int | None:
