@@ -12,6 +12,7 @@ comes from :mod:`django_pgreplica.clock`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -63,6 +64,8 @@ class ReplicaHealth:
         self.retired = False  # replaced after a settings change: its prober stops
         self._on_suspect = on_suspect  # starts the background prober (a seam for tests)
         self.changed_at = 0.0  # wall time it last became suspect or answered again
+        # monotonic time of this process's last probe that found it fully caught up
+        self._caught_up_at: float | None = None
         self.shared = settings.cache is not None
 
     # -- decisions -----------------------------------------------------------------------
@@ -138,6 +141,7 @@ class ReplicaHealth:
         now = clock.monotonic()
         message = one_line(error)
         self._ok_until = 0.0
+        self._caught_up_at = None  # it may come back as something else (a restore, a clone)
         self.last = ProbeResult(ok=False, checked_at=now, error=message)
         first = not self.suspect
         self.suspect = True
@@ -164,6 +168,7 @@ class ReplicaHealth:
     def record_probe(self, result: ProbeResult, *, shared: bool = True) -> None:
         """A probe the replica answered (whatever it said: lag and promotion are verdicts,
         not failures); ``shared`` as for :meth:`record_failure`."""
+        result = self._bound_lag(result, own=shared)
         self.last = result
         if result.replay_lsn is not None and result.replay_lsn > self.replay_lsn:
             self.replay_lsn = result.replay_lsn
@@ -192,6 +197,23 @@ class ReplicaHealth:
                 logger.error("replica %s: %s; it gets no reads", self.alias, reason)
             else:
                 logger.warning("replica %s: %s; it gets no reads", self.alias, reason)
+
+    def _bound_lag(self, result: ProbeResult, own: bool) -> ProbeResult:
+        """The probe's lag, capped by the time since this process last saw the replica
+        caught up: whatever it lacks was written after that. The probe alone counts from
+        the last replayed commit, so after an idle spell a replica paused for a few seconds
+        would look minutes behind and lose its reads for nothing."""
+        lag = result.lag_seconds
+        if lag is None or not result.in_recovery:
+            return result
+        if lag == 0.0:
+            if own:  # another process's verdict arrives late: its time is not a bound
+                self._caught_up_at = result.checked_at
+            return result
+        caught_up = self._caught_up_at
+        if caught_up is not None and result.checked_at - caught_up < lag:
+            return dataclasses.replace(result, lag_seconds=max(0.0, result.checked_at - caught_up))
+        return result
 
     # -- I/O -----------------------------------------------------------------------------
     def probe(self, *, own_connection: bool = False) -> bool:

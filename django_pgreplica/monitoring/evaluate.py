@@ -40,9 +40,7 @@ def evaluate_replica(
     row = match.row if match else None
     problems: list[tuple[Status, str]] = []
 
-    lag_seconds = obs.lag_seconds
-    if lag_seconds is None and row is not None:
-        lag_seconds = row.replay_lag
+    lag_seconds = replica_lag(obs.lag_seconds, row)
     lag_bytes = row.lag_bytes if row is not None else None
     if lag_bytes is None and primary.current_lsn is not None and obs.replay_lsn is not None:
         lag_bytes = max(0, primary.current_lsn - obs.replay_lsn)
@@ -110,6 +108,26 @@ def evaluate_replica(
         slot_retained_bytes=slot.retained_bytes if slot is not None else None,
         error=obs.error,
     )
+
+
+def replica_lag(replica_side: float | None, row: StandbyRow | None) -> float | None:
+    """How far behind the replica is, in seconds, as an operator can act on it.
+
+    The replica's own figure is an upper bound: ``now() - last replayed commit`` once it
+    has anything left to replay, which after an idle spell counts the idle time too (a
+    replica paused for 8 s would show the 40 s of quiet before). The primary knows better:
+    ``replay_lag`` keeps growing while replay is stuck (PostgreSQL extrapolates it), as of
+    the standby's last reply, so the reply's age is added. The smaller of the two is the
+    answer; with nothing left to replay on the primary's side the lag is 0.
+    """
+    if row is None:
+        return replica_side
+    if row.lag_bytes == 0:
+        return 0.0
+    if row.replay_lag is None:
+        return replica_side
+    primary_side = row.replay_lag + (row.reply_age or 0.0)
+    return primary_side if replica_side is None else min(replica_side, primary_side)
 
 
 def _streaming_problems(

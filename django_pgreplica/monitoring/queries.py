@@ -84,14 +84,17 @@ SELECT pg_is_in_recovery(),
 
 SYSTEM_IDENTIFIER_SQL = "SELECT system_identifier FROM pg_control_system()"
 
-# lag_bytes from WAL positions stays right while replay is paused (replay_lag freezes then).
+# lag_bytes from WAL positions stays right while replay is paused. replay_lag is as of the
+# standby's last reply (sent every wal_receiver_status_interval while nothing arrives), so
+# its age comes along to extrapolate a stuck replay.
 STANDBYS_SQL = """
 SELECT pid, application_name, host(client_addr), client_port, state, sync_state,
        sent_lsn::text, write_lsn::text, flush_lsn::text, replay_lsn::text,
        EXTRACT(EPOCH FROM write_lag)::float8,
        EXTRACT(EPOCH FROM flush_lag)::float8,
        EXTRACT(EPOCH FROM replay_lag)::float8,
-       pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint
+       pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,
+       GREATEST(0.0, EXTRACT(EPOCH FROM clock_timestamp() - reply_time))::float8
 FROM pg_stat_replication
 ORDER BY application_name, pid
 """
@@ -272,6 +275,7 @@ def _standby(row: Row) -> StandbyRow:
         flush_lag=_float(row[11]),
         replay_lag=_float(row[12]),
         lag_bytes=None if row[13] is None else max(0, int(row[13])),
+        reply_age=_float(row[14]),
     )
 
 

@@ -86,6 +86,7 @@ class StandbyRow:
     flush_lag: float | None = None
     replay_lag: float | None = None
     lag_bytes: int | None = None  # pg_current_wal_lsn() - replay_lsn, right while paused
+    reply_age: float | None = None  # seconds since the standby's last reply (replay_lag's age)
 
 
 @dataclass(frozen=True)
@@ -160,10 +161,11 @@ class ReplicaObservation:
 class ReplicaReport:
     """One configured replica alias, evaluated.
 
-    ``lag_seconds`` (replica side, 0 when caught up) and ``lag_bytes`` (primary's current
+    ``lag_seconds`` (:func:`~.evaluate.replica_lag`: the replica's figure, bounded by the
+    primary's extrapolated ``replay_lag``; 0 when caught up) and ``lag_bytes`` (primary's current
     WAL position minus the replica's replay position) are what the thresholds judge;
     ``write/flush/replay_lag_seconds`` are PostgreSQL's own ``pg_stat_replication`` figures,
-    shown as they are (they freeze while replay is paused and go NULL when idle).
+    shown as they are (as of the standby's last reply; NULL when idle).
     ``healthy`` means the router would send it reads: reachable, in recovery, within
     MAX_LAG_SECONDS, circuit closed in this process.
     """

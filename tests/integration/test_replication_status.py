@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from django_pgreplica.db import fetch_one
+from django_pgreplica.health.probe import PROBE_SQL
 from django_pgreplica.management.commands import replication_status
 from django_pgreplica.testing.plugin import replay_paused, wait_for_replay
 from django_pgreplica.units import parse_bytes as parse_size
@@ -233,3 +236,22 @@ def test_an_unexpected_error_is_unknown_not_warning(monkeypatch: pytest.MonkeyPa
     with pytest.raises(CommandError, match="boom") as raised:
         call_command("replication_status", stdout=io.StringIO())
     assert raised.value.returncode == 3
+
+
+def test_lag_after_an_idle_spell_is_how_long_replay_stopped_not_the_quiet_before() -> None:
+    # now() - last replayed commit counts the quiet before the pause too; the primary's
+    # replay_lag (extrapolated while replay is stuck) does not.
+    wait_for_replay()
+    write_rows(1, prefix="before quiet")
+    wait_for_replay()
+    time.sleep(8)  # nothing commits
+    with replay_paused("replica"):
+        write_rows(1, prefix="after quiet")
+        time.sleep(2)
+        code, text = run("--json", "--database", "replica")
+        (item,) = json.loads(text)["replicas"]
+        own = fetch_one("replica", PROBE_SQL)[3]
+    wait_for_replay()
+    assert own > 9.0, own  # the replica's own figure: quiet spell included
+    assert 1.5 < item["lag_seconds"] < 5.0, item
+    assert code == 1 and item["status"] == "WARNING", text  # paused, not lagging

@@ -105,3 +105,31 @@ def test_replay_position_only_grows() -> None:
     item.record_probe(ProbeResult(ok=True, checked_at=1, in_recovery=True, replay_lsn=400))
     assert item.replayed(450, refresh=False)
     assert not item.replayed(501, refresh=False)
+
+
+def test_lag_after_an_idle_spell_counts_from_when_it_was_last_caught_up(clock: FakeClock) -> None:
+    # The probe's figure (now - last replayed commit) includes a long quiet spell before
+    # the replay stopped; this process saw it caught up 3 s ago, so it lags at most 3 s.
+    item = health(MAX_LAG_SECONDS=30.0)
+    item.record_probe(ok(lag=0, at=clock.now))
+    clock.advance(3)
+    item.record_probe(ok(lag=48.5, at=clock.now))
+    assert item.last is not None and item.last.lag_seconds == 3.0
+    assert item.usable(clock.now)
+    clock.advance(40)  # stuck for long enough: lagging in earnest
+    item.record_probe(ok(lag=88.5, at=clock.now))
+    assert item.last is not None and item.last.lag_seconds == 43.0
+    assert not item.usable(clock.now)
+
+
+def test_lag_bound_needs_own_observation_and_ends_with_a_failure(clock: FakeClock) -> None:
+    item = health(MAX_LAG_SECONDS=30.0)
+    item.record_probe(ok(lag=0, at=clock.now), shared=False)  # another process's verdict
+    clock.advance(1)
+    item.record_probe(ok(lag=48.5, at=clock.now))
+    assert item.last is not None and item.last.lag_seconds == 48.5
+    item.record_probe(ok(lag=0, at=clock.now))
+    item.record_failure("refused")  # it may come back restored from an older backup
+    clock.advance(1)
+    item.record_probe(ok(lag=48.5, at=clock.now))
+    assert item.last is not None and item.last.lag_seconds == 48.5

@@ -24,7 +24,7 @@ from django_pgreplica.monitoring import (
     match_standbys,
 )
 from django_pgreplica.monitoring.audit import audit
-from django_pgreplica.monitoring.evaluate import evaluate_slot, lag_problems
+from django_pgreplica.monitoring.evaluate import evaluate_slot, lag_problems, replica_lag
 from django_pgreplica.monitoring.queries import receiver_application_name
 from django_pgreplica.monitoring.render import render_text, report_to_dict
 from django_pgreplica.units import format_bytes, pg_setting_bytes, pg_setting_seconds
@@ -210,8 +210,27 @@ def test_healthy_cluster_is_ok() -> None:
     ],
 )
 def test_lag_thresholds_are_strict(lag: float, expected: Status) -> None:
+    behind = standby(101, "replica1", lag_bytes=4096, replay_lag=lag, reply_age=0.0)
     obs = [replica("replica", "replica1", lag_seconds=lag)]
-    assert report(replicas=obs).replica("replica").status is expected
+    assert report(primary(standbys=(behind,)), obs).replica("replica").status is expected
+
+
+def test_lag_after_an_idle_spell_is_the_primarys_view_not_the_last_commits_age() -> None:
+    # Paused 8 s after 40 s of quiet: the replica's own figure counts the quiet too; the
+    # primary's replay_lag (7.5 s at the standby's reply 0.8 s ago) does not.
+    behind = standby(101, "replica1", lag_bytes=160, replay_lag=7.5, reply_age=0.8)
+    obs = [replica("replica", "replica1", lag_seconds=48.5, replay_paused=True)]
+    item = report(primary(standbys=(behind,)), obs).replica("replica")
+    assert item.lag_seconds == pytest.approx(8.3)
+    assert item.status is Status.WARNING and item.healthy
+
+
+def test_replica_lag_takes_the_smaller_bound_and_zero_when_nothing_is_missing() -> None:
+    assert replica_lag(3.0, None) == 3.0  # no row: the replica's figure
+    assert replica_lag(None, standby(1, "r", replay_lag=2.0, lag_bytes=10)) == 2.0
+    assert replica_lag(1.0, standby(1, "r", replay_lag=2.0, reply_age=5.0, lag_bytes=10)) == 1.0
+    assert replica_lag(12.0, standby(1, "r", replay_lag=None, lag_bytes=10)) == 12.0
+    assert replica_lag(48.5, standby(1, "r", replay_lag=None, lag_bytes=0)) == 0.0
 
 
 def test_byte_lag_over_the_critical_size_is_critical() -> None:
@@ -297,10 +316,11 @@ def test_circuit_state_is_shown_and_an_open_one_warns(state: CircuitState, healt
 
 
 def test_healthy_follows_max_lag_seconds_not_the_warning_threshold() -> None:
+    p = primary(standbys=(standby(101, "replica1", lag_bytes=4096, replay_lag=10.0),))
     obs = [replica("replica", "replica1", lag_seconds=10.0)]
-    item = report(replicas=obs, max_lag_seconds=30.0).replica("replica")
+    item = report(p, obs, max_lag_seconds=30.0).replica("replica")
     assert item.status is Status.WARNING and item.healthy
-    item = report(replicas=obs, max_lag_seconds=8.0).replica("replica")
+    item = report(p, obs, max_lag_seconds=8.0).replica("replica")
     assert not item.healthy
 
 
