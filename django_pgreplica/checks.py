@@ -52,6 +52,16 @@ PROCESS_LOCAL_CACHES = ("locmem.LocMemCache", "dummy.DummyCache")
 
 def _check_cache(raw: dict[str, Any]) -> list[CheckMessage]:
     alias = raw["CACHE"]
+    if raw["READ_YOUR_WRITES_SCOPE"] == "user" and alias is None:
+        return [
+            Error(
+                "PGREPLICA['READ_YOUR_WRITES_SCOPE'] = 'user' needs PGREPLICA['CACHE']: "
+                "without it only the client's own token counts.",
+                hint="Set CACHE to a CACHES alias every process shares (e.g. a "
+                "django.core.cache.backends.redis.RedisCache), or use the scope 'client'.",
+                id="django_pgreplica.E008",
+            )
+        ]
     if not SCHEMA["CACHE"].valid(alias) or alias is None:
         return []
     caches = getattr(settings, "CACHES", {})
@@ -69,7 +79,7 @@ def _check_cache(raw: dict[str, Any]) -> list[CheckMessage]:
         return [
             Warning(
                 f"PGREPLICA['CACHE'] = {alias!r} uses {backend}, which each process keeps "
-                "for itself: replica health is not shared.",
+                "for itself: replica health and per-user write positions are not shared.",
                 hint="Point CACHE at a cache every process reaches (Redis, Memcached, "
                 "the database cache).",
                 id="django_pgreplica.W010",

@@ -23,6 +23,8 @@ logger = logging.getLogger("django_pgreplica.conf")
 ReadYourWrites = Literal["lsn", "time", "off"]
 READ_YOUR_WRITES_MODES: tuple[str, ...] = ("lsn", "time", "off")
 SAMESITE_VALUES = ("Lax", "Strict", "None", None, False)
+# "client": a client's token (cookie/header); "user": also per logged-in user, in CACHE
+READ_YOUR_WRITES_SCOPES: tuple[str, ...] = ("client", "user")
 
 
 def _number(value: Any) -> bool:
@@ -64,6 +66,12 @@ OPTIONS: tuple[Option, ...] = (
         "lsn",
         "one of " + ", ".join(map(repr, READ_YOUR_WRITES_MODES)),
         lambda v: v in READ_YOUR_WRITES_MODES,
+    ),
+    Option(
+        "READ_YOUR_WRITES_SCOPE",
+        "client",
+        "one of " + ", ".join(map(repr, READ_YOUR_WRITES_SCOPES)),
+        lambda v: v in READ_YOUR_WRITES_SCOPES,
     ),
     Option("STICKY_SECONDS", 5.0, "a number of seconds > 0", _positive),
     Option(
@@ -144,6 +152,7 @@ class Settings:
     primary: str
     replicas: tuple[str, ...]
     read_your_writes: str
+    read_your_writes_scope: str
     sticky_seconds: float
     max_lag_seconds: float | None
     health_check_interval: float
@@ -162,6 +171,16 @@ class Settings:
     sample_retention_hours: float
     cache: str | None
     raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def per_user(self) -> bool:
+        """Remember write positions per logged-in user (READ_YOUR_WRITES_SCOPE="user"; it
+        needs CACHE: without one, check E008 says so and only the client's token counts)."""
+        return (
+            self.read_your_writes_scope == "user"
+            and self.cache is not None
+            and self.read_your_writes != "off"
+        )
 
     @property
     def header_meta_key(self) -> str:
@@ -220,6 +239,7 @@ def _build() -> Settings:
         primary=primary,
         replicas=replica_aliases(values["REPLICAS"], primary),
         read_your_writes=values["READ_YOUR_WRITES"],
+        read_your_writes_scope=values["READ_YOUR_WRITES_SCOPE"],
         sticky_seconds=float(values["STICKY_SECONDS"]),
         max_lag_seconds=None if max_lag is None else float(max_lag),
         health_check_interval=float(values["HEALTH_CHECK_INTERVAL"]),

@@ -5,6 +5,12 @@ Each request runs in its own routing scope, opened with the token the client car
 the response carries a new token: in lsn mode the primary's WAL position taken after the
 view's transaction committed, in time mode just the write time. Place it first in
 MIDDLEWARE so the token is taken after SessionMiddleware has saved the session.
+
+With READ_YOUR_WRITES_SCOPE="user" the token of a logged-in user's writing request is also
+stored for the user (:mod:`.consistency.users`), and a request of that user reads with the
+newer of its own token and the user's: the user is looked up at the request's first read
+that could go to a replica, once ``request.user`` is set (by AuthenticationMiddleware, or
+later by the view's own authentication, as Django REST framework does).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from .consistency import (
     encode_token,
     end,
     outgoing_token,
+    users,
 )
 from .health import replayed_everywhere
 
@@ -47,6 +54,44 @@ def token_from_request(request: HttpRequest, settings: Settings) -> ConsistencyT
     return found
 
 
+class UserLookup:
+    """The per-user write position of the request's user, once one is known."""
+
+    def __init__(self, request: HttpRequest, settings: Settings) -> None:
+        self.request = request
+        self.settings = settings
+        self.seen: object = None  # the request.user object already looked at
+
+    def __call__(self) -> tuple[bool, ConsistencyToken | None]:
+        user = self.request.__dict__.get("user")  # not set before AuthenticationMiddleware
+        if user is None or user is self.seen:
+            return False, None
+        self.seen = user
+        try:
+            authenticated = bool(user.is_authenticated)  # a lazy user loads here
+        except Exception:  # e.g. on the event loop: try again at a later read
+            self.seen = None
+            return False, None
+        if not authenticated:
+            return False, None  # a view may still authenticate it (token auth)
+        return True, users.load(self.settings, user.pk)
+
+
+def request_user_id(request: HttpRequest) -> Any:
+    """The logged-in user's pk, or None (also when no auth middleware set request.user)."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    return user.pk
+
+
+def begin_request(request: HttpRequest, settings: Settings) -> tuple[RoutingState, Token[Any]]:
+    state, var_token = begin(token_from_request(request, settings))
+    if settings.per_user:
+        state.user_lookup = UserLookup(request, settings)
+    return state, var_token
+
+
 def drop_replayed_token(
     request: HttpRequest, response: HttpResponseBase, state: RoutingState, settings: Settings
 ) -> None:
@@ -63,13 +108,20 @@ def drop_replayed_token(
         response.delete_cookie(settings.cookie_name, samesite=samesite)
 
 
-def attach_token(response: HttpResponseBase, state: RoutingState, settings: Settings) -> None:
-    """Give the client its new token after a request that wrote (reads the WAL position)."""
+def attach_token(
+    request: HttpRequest, response: HttpResponseBase, state: RoutingState, settings: Settings
+) -> None:
+    """Give the client its new token after a request that wrote (reads the WAL position),
+    and with READ_YOUR_WRITES_SCOPE="user" store it for the logged-in user too."""
     if not state.wrote:
         return
     token = outgoing_token(state)
     if token is None:
         return
+    if settings.per_user:
+        user_id = request_user_id(request)  # after a logout: nobody's any more
+        if user_id is not None:
+            users.remember(settings, user_id, token)
     value = encode_token(token)
     remaining = token.lifetime(settings) - (clock.wall() - token.written_at)
     response.set_cookie(
@@ -97,19 +149,19 @@ class StickyPrimaryMiddleware:
         if self.async_mode:
             return self.__acall__(request)
         settings = get_settings()
-        state, var_token = begin(token_from_request(request, settings))
+        state, var_token = begin_request(request, settings)
         response: HttpResponseBase | None = None
         try:
             response = self.get_response(request)
             drop_replayed_token(request, response, state, settings)
-            attach_token(response, state, settings)
+            attach_token(request, response, state, settings)
         finally:
             _end_after(response, var_token)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         settings = get_settings()
-        state, var_token = begin(token_from_request(request, settings))
+        state, var_token = begin_request(request, settings)
         response: HttpResponseBase | None = None
         try:
             get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
@@ -117,7 +169,7 @@ class StickyPrimaryMiddleware:
             drop_replayed_token(request, response, state, settings)
             if state.wrote:
                 # the WAL position query is blocking I/O on the primary connection
-                await sync_to_async(attach_token)(response, state, settings)
+                await sync_to_async(attach_token)(request, response, state, settings)
         finally:
             _end_after(response, var_token)
         return response

@@ -4,11 +4,13 @@
 - :mod:`.context` — per-request/task :class:`RoutingState` in a ContextVar, ``scope()``,
   ``use_primary``;
 - :mod:`.writes` — write detection on the primary, writes made outside any scope;
-- :mod:`.positions` — the primary's WAL position and the token handed on after a write.
+- :mod:`.positions` — the primary's WAL position and the token handed on after a write;
+- :mod:`.users` — write positions per logged-in user in CACHE (READ_YOUR_WRITES_SCOPE="user").
 """
 
 from __future__ import annotations
 
+from . import users
 from .context import (
     RoutingState,
     active_state,
@@ -39,6 +41,7 @@ __all__ = [
     "scope",
     "unscoped_writes",
     "use_primary",
+    "users",
     "write_detector",
 ]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from contextvars import Token as VarToken
@@ -46,6 +46,9 @@ class RoutingState:
     issued: ConsistencyToken | None = None  # token handed out since the last write
     replay_waited: float = 0.0  # seconds this scope spent waiting for replay
     ramped_out: bool = False  # the last choice passed over a replica ramping up
+    # READ_YOUR_WRITES_SCOPE="user": looks up the logged-in user's write position; returns
+    # (settled, token): not settled while no user is known yet (it may log in mid-request)
+    user_lookup: Callable[[], tuple[bool, ConsistencyToken | None]] | None = None
     scoped: bool = True
 
     @property
@@ -55,6 +58,19 @@ class RoutingState:
     def choose(self, health: ReplicaHealth, key: tuple[str, str]) -> None:
         self.chosen = health
         self.chosen_key = key
+
+    def resolve_user(self) -> None:
+        """Fold the user's write position into :attr:`token` once the user is known.
+        Reads made while looking (the session, the user row) see the client's token only."""
+        lookup = self.user_lookup
+        if lookup is None:
+            return
+        self.user_lookup = None
+        settled, token = lookup()
+        if token is not None:
+            self.token = token.newer(self.token)
+        if not settled:
+            self.user_lookup = lookup
 
     def mark_write(self) -> None:
         self.wrote = True

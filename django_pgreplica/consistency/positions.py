@@ -34,6 +34,7 @@ def outgoing_token(state: RoutingState) -> ConsistencyToken | None:
     mode = settings.read_your_writes
     if mode == "off":
         return None
+    state.resolve_user()
     if not state.wrote:
         return state.token
     if state.issued is not None:  # e.g. many tasks published after one write

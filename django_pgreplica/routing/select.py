@@ -118,7 +118,13 @@ def route_read(settings: Settings, state: RoutingState) -> str:
     # pin, a transaction, a token, writes outside any scope) asks for more thought.
     if (
         chosen is not None
-        and not (state.forced or state.wrote or state.token or unscoped_writes.pending)
+        and not (
+            state.forced
+            or state.wrote
+            or state.token
+            or state.user_lookup
+            or unscoped_writes.pending
+        )
         and not cached[2].in_atomic_block
         and chosen.settings is settings
         and chosen.usable(clock.monotonic())
@@ -169,6 +175,8 @@ def decide(settings: Settings, state: RoutingState, conn: Any) -> tuple[str, str
 def pending(settings: Settings, state: RoutingState) -> tuple[bool, int | None]:
     """What the scope's client must see: (a time pin holds it on the primary, the WAL
     position a replica must have replayed). An expired or disabled token is dropped."""
+    if state.user_lookup is not None:
+        state.resolve_user()
     token = state.token
     need = None
     if token is not None:

@@ -60,6 +60,8 @@ def test_checks_are_registered_with_manage_py_check() -> None:
         ({"STICKY_SECOND": 5}, "django_pgreplica.W001"),
         ({"CACHE": "nope"}, "django_pgreplica.E007"),
         ({"CACHE": "local"}, "django_pgreplica.W010"),
+        ({"READ_YOUR_WRITES_SCOPE": "user"}, "django_pgreplica.E008"),
+        ({"READ_YOUR_WRITES_SCOPE": "device"}, "django_pgreplica.E006"),
         ({"REPLICAS": []}, "django_pgreplica.W006"),
         ({"LAG_WARNING_SECONDS": 60, "LAG_CRITICAL_SECONDS": 30}, "django_pgreplica.W007"),
     ],
@@ -72,6 +74,11 @@ def test_bad_settings(overrides: dict[str, Any], expected: str) -> None:
 def test_pgreplica_must_be_a_dict() -> None:
     with override_settings(PGREPLICA=["default"]):
         assert "django_pgreplica.E001" in ids()
+
+
+def test_user_scope_with_a_shared_cache_is_fine() -> None:
+    with pgreplica_settings(READ_YOUR_WRITES_SCOPE="user", CACHE="shared"):
+        assert ids() == set()
 
 
 def test_max_lag_none_is_allowed() -> None:

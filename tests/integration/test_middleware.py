@@ -230,3 +230,40 @@ def test_a_streaming_body_reads_with_its_request_state(product: Product) -> None
     assert b"".join(response.streaming_content) == b"start default"
     response.close()
     assert "pgreplica" in response.cookies
+
+
+@pytest.mark.redis
+def test_user_scope_a_write_on_one_device_is_read_on_another(product: Product) -> None:
+    user = User.objects.create_user("dana", password="pw")
+    laptop, phone, stranger = Client(), Client(), Client()
+    laptop.force_login(user)
+    phone.force_login(user)
+    stranger.force_login(User.objects.create_user("finn", password="pw"))
+    wait_for_replay()  # the logins are on the replica: their tokens are spent
+    with pgreplica_settings(**ONE_REPLICA, READ_YOUR_WRITES_SCOPE="user", CACHE="shared"):
+        with replay_paused("replica"):
+            order_id = place_order(laptop)
+            # The phone carries no token of that write, but it is the same user.
+            assert phone.get(f"/orders/{order_id}/").status_code == 200
+            assert served_from(phone) == "default"
+            # Another user (and an anonymous client) keep reading the stale replica.
+            assert stranger.get(f"/orders/{order_id}/").status_code == 404
+            assert served_from(stranger) == "replica"
+            assert Client().get(f"/orders/{order_id}/").status_code == 404
+        wait_for_replay()
+        deadline = time.monotonic() + 5
+        while served_from(phone) != "replica":  # the user's position is replayed: done
+            assert time.monotonic() < deadline, "the user stayed on the primary"
+            time.sleep(0.1)
+
+
+@pytest.mark.redis
+def test_client_scope_does_not_follow_the_user(product: Product) -> None:
+    user = User.objects.create_user("eli", password="pw")
+    laptop, phone = Client(), Client()
+    laptop.force_login(user)
+    phone.force_login(user)
+    wait_for_replay()
+    with pgreplica_settings(**ONE_REPLICA, CACHE="shared"), replay_paused("replica"):
+        order_id = place_order(laptop)
+        assert phone.get(f"/orders/{order_id}/").status_code == 404  # the stale replica

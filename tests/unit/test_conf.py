@@ -15,6 +15,7 @@ BAD: dict[str, list[Any]] = {
     "PRIMARY": ["", 5, None],
     "REPLICAS": [5, [1], {"a": 1}],
     "READ_YOUR_WRITES": ["always", None],
+    "READ_YOUR_WRITES_SCOPE": ["device", "User", None],
     "STICKY_SECONDS": [0, -1, "5", True],
     "MAX_LAG_SECONDS": [-1, "30"],
     "HEALTH_CHECK_INTERVAL": [0, None],
@@ -40,6 +41,7 @@ GOOD: dict[str, list[Any]] = {
     "FAILURE_THRESHOLD": [1, 10],
     "SAMPLE_RETENTION_HOURS": [0, -1, 48],
     "COOKIE_SAMESITE": ["Strict", None, False],
+    "READ_YOUR_WRITES_SCOPE": ["client", "user"],
     "REPLICAS": [None, "replica", ["replica", "replica2"], ("replica",)],
 }
 
