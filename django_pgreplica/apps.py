@@ -39,8 +39,14 @@ class PgReplicaConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
+        from .routing import fleet
+        from .routing.pool import bound_configured_pools
 
         connection_created.connect(install_wrappers, dispatch_uid="django_pgreplica.wrappers")
+        fleet.install()  # with CACHE, routing counts reach replication_status and the admin
+        # Before any pool exists: a pooled replica's getconn() waits its connect_timeout,
+        # not psycopg_pool's 30 s.
+        bound_configured_pools()
         # Optional integrations, each only when its library is installed.
         if _installed("prometheus_client"):
             from .contrib import prometheus

@@ -89,7 +89,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("RESET_TIMEOUT", 60.0, "a number of seconds > 0", _positive),
     # A recovered replica's share of reads grows over this long (0: full share at once).
-    Option("RAMP_SECONDS", 10.0, "a number of seconds >= 0", _non_negative),
+    Option("RAMP_SECONDS", 5.0, "a number of seconds >= 0", _non_negative),
     # How long, in total per request or task, reads may wait for a replica to replay the
     # client's token before going to the primary (0: never wait).
     Option("REPLAY_WAIT_SECONDS", 0.02, "a number of seconds >= 0", _non_negative),

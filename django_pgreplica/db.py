@@ -13,18 +13,32 @@ def raw_rows(alias: str, sql: str, params: Sequence[Any] | None = None) -> list[
 
     The raw cursor skips the execute wrappers, so a failing probe is seen as a failure
     rather than being rerouted to the primary, and nothing is routed. A broken connection
-    is closed so the next attempt reconnects.
+    is closed so the next attempt reconnects. A persistent connection that fails is tried
+    once more on a fresh one (these queries only read): after a server restart, a thread
+    that did not use it meanwhile still holds a socket from the server's previous life,
+    and that is no verdict on the server.
     """
     conn = connections[alias]
+    retry = conn.connection is not None and not conn.in_atomic_block
     try:
-        conn.ensure_connection()
-        assert conn.connection is not None
-        with conn.connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return [tuple(row) for row in cursor.fetchall()]
+        return _run(conn, sql, params)
+    except Exception:
+        close_quietly(alias)
+        if not retry:
+            raise
+    try:
+        return _run(conn, sql, params)
     except Exception:
         close_quietly(alias)
         raise
+
+
+def _run(conn: Any, sql: str, params: Sequence[Any] | None) -> list[tuple[Any, ...]]:
+    conn.ensure_connection()
+    assert conn.connection is not None
+    with conn.connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [tuple(row) for row in cursor.fetchall()]
 
 
 def fetch_one(alias: str, sql: str) -> tuple[Any, ...]:

@@ -11,8 +11,17 @@ from typing import Any
 
 from ..health.breaker import CircuitState
 from ..lsn import format_lsn
-from ..monitoring import AuditFinding, ReplicaReport, Report, SlotReport, StandbyRow, Status
-from ..monitoring.render import replica_state
+from ..monitoring import (
+    AuditFinding,
+    ReplicaReport,
+    Report,
+    RoutingView,
+    SlotReport,
+    StandbyRow,
+    Status,
+)
+from ..monitoring.render import replica_state, routing_source, wait_summary
+from ..routing.stats import READ_REASONS, REASON_TOKEN_WAIT
 from ..units import format_bytes, format_compact, format_seconds
 
 _BADGE_CSS = {
@@ -126,6 +135,27 @@ def audit_detail(item: AuditFinding) -> str:
     return ""
 
 
+def routing_context(view: RoutingView | None) -> dict[str, Any] | None:
+    """Reads by reason and database, and the replay waits, for the routing module."""
+    if view is None:
+        return None
+    counts = view.counts
+    if counts is None:
+        return {"error": view.note}
+    reasons = counts.by_reason()
+    total = sum(reasons.values())
+    order = [r for r in READ_REASONS if r in reasons] + sorted(set(reasons) - set(READ_REASONS))
+    return {
+        "source": routing_source(view),
+        "total": total,
+        "reasons": [(r, reasons[r], f"{reasons[r] / total:.1%}") for r in order],
+        "databases": sorted(counts.by_database().items()),
+        "token_wait": reasons.get(REASON_TOKEN_WAIT, 0),
+        "waits": wait_summary(counts),
+        "fallbacks": sorted(counts.fallbacks.items()),
+    }
+
+
 def report_context(report: Report) -> dict[str, Any]:
     """The template variables that come from the report alone."""
     primary = report.primary
@@ -138,6 +168,7 @@ def report_context(report: Report) -> dict[str, Any]:
         "slots": [slot_row(item) for item in report.slots],
         "unmatched": [standby_line(row) for row in report.unmatched_standbys],
         "audit": [(item, audit_detail(item)) for item in report.audit],
+        "routing": routing_context(report.routing),
         "thresholds": {
             "warning": format_compact(report.thresholds.warning_seconds, "seconds"),
             "critical": format_compact(report.thresholds.critical_seconds, "seconds"),

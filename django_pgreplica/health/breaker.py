@@ -8,7 +8,8 @@
   for 2, 4, 8 ... HEALTH_CHECK_INTERVALs, at most RESET_TIMEOUT.
 - HALF_OPEN: recovered and ramping: its weight (the share of the reads that would go to
   it) grows linearly from RAMP_START to 1 over RAMP_SECONDS, then the circuit is CLOSED.
-  A failure while ramping re-opens it, as a flap.
+  A failure while ramping re-opens it, as a flap. (Linear, not a slower start: in
+  benchmarks/ramp.py a quadratic curve cost more shifted reads and no less latency.)
 """
 
 from __future__ import annotations
@@ -112,10 +113,25 @@ class CircuitBreaker:
             ramping = self.state(now) is CircuitState.HALF_OPEN
             if not ramping and c.failures < self.failure_threshold:
                 return False
-            recent = c.recovered_at is not None and now - c.recovered_at < self.reset_timeout
-            c.flaps = c.flaps + 1 if recent else 0
-            c.opened, c.opened_at = True, now
+            self._open(now)
             return True
+
+    def trip(self, now: float) -> bool:
+        """Open the circuit on another process's word (shared health: its circuit opened),
+        as if FAILURE_THRESHOLD failures had been seen here. True when this opened it."""
+        with self._lock:
+            c = self._c
+            if c.opened:
+                return False
+            c.failures = max(c.failures, self.failure_threshold)
+            self._open(now)
+            return True
+
+    def _open(self, now: float) -> None:
+        c = self._c
+        recent = c.recovered_at is not None and now - c.recovered_at < self.reset_timeout
+        c.flaps = c.flaps + 1 if recent else 0
+        c.opened, c.opened_at = True, now
 
     def record_success(self, now: float) -> bool:
         """Returns True when this success ended an outage (the replica may ramp up now).

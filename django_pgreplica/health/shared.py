@@ -11,9 +11,11 @@ failed or came back) and reads every replica's verdict (one ``get_many``). The b
 prober of a down replica asks :func:`lead` before probing. A cache outage degrades to
 per-process health with a WARNING, never an error.
 
-A verdict is a small dict: ``ok`` (answered its last probe), ``at`` (wall time of that
-observation), ``by`` (host:pid), ``error``, and what the probe saw (``in_recovery``,
-``lag_seconds``, ``replay_lsn``, ``receive_lsn``).
+A verdict is a small dict: ``ok`` (answered its last probe), ``opened`` (its circuit is
+open: republished when it opens, so every process opens its own and ramps the replica up
+when it is back, not only the one that probes), ``at`` (wall time of that observation),
+``by`` (host:pid), ``error``, and what the probe saw (``in_recovery``, ``lag_seconds``,
+``replay_lsn``, ``receive_lsn``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.core.cache import caches
@@ -29,6 +32,7 @@ from django.core.cache import caches
 from .. import clock
 from ..conf import get_settings
 from ..db import one_line
+from .breaker import CircuitState
 from .verdict import ProbeResult
 
 if TYPE_CHECKING:
@@ -47,6 +51,7 @@ def verdict_of(health: ReplicaHealth) -> dict[str, Any]:
     last = health.last
     return {
         "ok": not health.suspect,
+        "opened": health.breaker.state(clock.monotonic()) is CircuitState.OPEN,
         "at": health.changed_at,
         "by": _me(),
         "error": None if last is None else last.error,
@@ -74,11 +79,22 @@ def apply(health: ReplicaHealth, verdict: dict[str, Any]) -> bool:
             shared=False,
         )
         return True
-    if not verdict.get("ok") and not health.suspect:
+    if verdict.get("ok"):
+        return False
+    changed = False
+    if not health.suspect:
         error = verdict.get("error") or "no answer"
         health.record_failure(f"{error} (seen by {verdict.get('by')})", shared=False)
-        return True
-    return False
+        changed = True
+    if verdict.get("opened") and health.breaker.trip(clock.monotonic()):
+        sync._told_open.add(health.alias)  # the fleet knows: nothing to republish
+        logger.warning(
+            "replica %s: circuit opened (seen by %s); reads go elsewhere until it answers",
+            health.alias,
+            verdict.get("by"),
+        )
+        changed = True
+    return changed
 
 
 class Sync:
@@ -90,6 +106,10 @@ class Sync:
         self._wake = threading.Event()
         self._thread: tuple[int, threading.Thread] | None = None
         self._failing = False
+        self._told_open: set[str] = set()  # replicas whose open circuit was published
+        # More work for each round, given (CACHE alias, interval): the layers above add
+        # theirs (routing counts), so health needs to know nothing of them.
+        self.jobs: list[Callable[[str, float], None]] = []
 
     def publish(self, health: ReplicaHealth) -> None:
         """Queue this process's new verdict on ``health`` (sent within moments)."""
@@ -120,6 +140,8 @@ class Sync:
                 return
             try:
                 self.sync_once(registry)
+                for job in self.jobs:
+                    job(settings.cache, settings.health_check_interval)
                 if self._failing:
                     logger.warning("shared replica health (CACHE %r) works again", settings.cache)
                 self._failing = False
@@ -140,6 +162,16 @@ class Sync:
         assert settings.cache is not None
         cache = caches[settings.cache]
         ttl = max(60.0, 10 * settings.health_check_interval)
+        now = clock.monotonic()
+        for alias, health in registry.snapshot().items():
+            # A circuit that opened here after the first failure was published (the
+            # background probes failed FAILURE_THRESHOLD times): say so, with a newer time.
+            if health.breaker.state(now) is not CircuitState.OPEN:
+                self._told_open.discard(alias)
+            elif alias not in self._told_open:
+                self._told_open.add(alias)
+                with self._lock:
+                    self._pending[alias] = {**verdict_of(health), "at": clock.wall()}
         with self._lock:
             pending, self._pending = self._pending, {}
         try:

@@ -19,12 +19,15 @@ role granted ``pg_monitor`` (see :mod:`.queries`).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 
 from ..conf import Settings, get_settings
+from ..db import one_line
 from ..health import circuit_state
+from ..routing import fleet, stats
 from .evaluate import build_report
 from .matching import match_standbys
 from .queries import QueryRunner, django_runner, observe_primary, observe_replica
@@ -35,6 +38,7 @@ from .types import (
     ReplicaObservation,
     ReplicaReport,
     Report,
+    RoutingView,
     ServerSetting,
     SlotReport,
     SlotRow,
@@ -51,6 +55,7 @@ __all__ = [
     "ReplicaObservation",
     "ReplicaReport",
     "Report",
+    "RoutingView",
     "ServerSetting",
     "SlotReport",
     "SlotRow",
@@ -121,4 +126,14 @@ def check_replication(
         for item in report.replicas:
             if item.reachable and item.slot_name:
                 _slot_memo[item.alias] = item.slot_name
-    return report
+    return dataclasses.replace(report, routing=routing_view(settings))
+
+
+def routing_view(settings: Settings) -> RoutingView:
+    """Every process's routing counts through CACHE, else this process's own."""
+    if settings.cache is None:
+        return RoutingView("process", stats.snapshot())
+    try:
+        return RoutingView("fleet", fleet.fleet_counts(settings.cache))
+    except Exception as exc:
+        return RoutingView("fleet", None, f"CACHE {settings.cache!r} unreadable: {one_line(exc)}")

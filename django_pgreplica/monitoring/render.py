@@ -7,8 +7,9 @@ from dataclasses import asdict
 from typing import Any
 
 from ..lsn import format_lsn
+from ..routing.stats import READ_REASONS, REASON_TOKEN_WAIT, RoutingCounts
 from ..units import format_bytes, format_seconds
-from .types import AuditFinding, ReplicaReport, Report, SlotReport, StandbyRow
+from .types import AuditFinding, ReplicaReport, Report, RoutingView, SlotReport, StandbyRow
 
 
 def _lsn(value: int | None) -> str | None:
@@ -78,7 +79,32 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "unmatched_standbys": [standby_to_dict(row) for row in report.unmatched_standbys],
         "audit": [asdict(finding) for finding in report.audit],
         "messages": list(report.messages),
+        "routing": None if report.routing is None else routing_to_dict(report.routing),
     }
+
+
+def routing_to_dict(view: RoutingView) -> dict[str, Any]:
+    counts = view.counts
+    out: dict[str, Any] = {"source": view.source, "note": view.note or None}
+    if counts is None:
+        return out
+    waits = counts.all_waits()
+    out.update(
+        processes=counts.processes,
+        reads_by_reason=counts.by_reason(),
+        reads_by_database=counts.by_database(),
+        token_wait_reads=counts.by_reason().get(REASON_TOKEN_WAIT, 0),
+        fallbacks=dict(counts.fallbacks),
+        replay_waits={
+            "count": waits.count,
+            "seconds_total": waits.total,
+            "p50_seconds_at_most": waits.quantile(0.5),
+            "p99_seconds_at_most": waits.quantile(0.99),
+            "by_outcome": {outcome: h.count for outcome, h in sorted(counts.waits.items())},
+            "buckets": [[bound, n] for bound, n in waits.cumulative()],
+        },
+    )
+    return out
 
 
 # --- text ----------------------------------------------------------------------------------
@@ -208,8 +234,65 @@ def render_text(report: Report) -> str:
             for row in report.unmatched_standbys
         ]
         lines.append('  (map them with PGREPLICA["REPLICA_APPLICATION_NAMES"])')
+    if report.routing is not None:
+        lines += ["", *routing_lines(report.routing)]
     if report.audit:
         count = len(report.audit)
         lines += ["", f"Configuration audit ({count} warning{'' if count == 1 else 's'}):"]
         lines += audit_lines(report.audit)
     return "\n".join(lines)
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return "> 1 s" if seconds == float("inf") else f"<= {seconds * 1000:g} ms"
+
+
+def routing_lines(view: RoutingView) -> list[str]:
+    """Where reads went, by reason, and the replay waits (REPLAY_WAIT_SECONDS)."""
+    counts = view.counts
+    if counts is None:
+        return [f"Routing: unavailable ({view.note})"]
+    reasons = counts.by_reason()
+    lines = [f"Routing ({routing_source(view)}):"]
+    if not reasons:
+        return [*lines, "  no reads routed yet"]
+    order = [r for r in READ_REASONS if r in reasons] + sorted(set(reasons) - set(READ_REASONS))
+    lines.append("  reads: " + ", ".join(f"{reason} {reasons[reason]}" for reason in order))
+    lines.append(
+        "  by database: " + ", ".join(f"{db} {n}" for db, n in sorted(counts.by_database().items()))
+    )
+    lines.append(
+        f"  token-wait: {reasons.get(REASON_TOKEN_WAIT, 0)} reads went to the primary "
+        "because no replica had replayed the client's token"
+    )
+    lines.append(f"  replay waits: {wait_summary(counts)}")
+    if counts.fallbacks:
+        lines.append(
+            "  fallbacks: "
+            + ", ".join(f"{replica} {n}" for replica, n in sorted(counts.fallbacks.items()))
+        )
+    return lines
+
+
+def routing_source(view: RoutingView) -> str:
+    if view.source == "process":
+        return "this process only (set PGREPLICA['CACHE'] to count every process)"
+    n = view.counts.processes if view.counts is not None else 0
+    return f"{n} process{'' if n == 1 else 'es'} sharing CACHE, since each started"
+
+
+def wait_summary(counts: RoutingCounts) -> str:
+    """'31 (28 replayed, 3 timeout), mean 2.4 ms, p50 <= 2.5 ms, p99 <= 10 ms'."""
+    waits = counts.all_waits()
+    if not waits.count:
+        return "none"
+    outcomes = ", ".join(
+        f"{h.count} {outcome}" for outcome, h in sorted(counts.waits.items()) if h.count
+    )
+    mean_ms = waits.total / waits.count * 1000
+    return (
+        f"{waits.count} ({outcomes}), mean {mean_ms:.1f} ms, "
+        f"p50 {_ms(waits.quantile(0.5))}, p99 {_ms(waits.quantile(0.99))}"
+    )

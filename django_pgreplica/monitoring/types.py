@@ -15,6 +15,7 @@ from datetime import datetime
 
 from ..conf import Settings
 from ..health.breaker import CircuitState
+from ..routing.stats import RoutingCounts
 
 
 class Status(enum.IntEnum):
@@ -227,6 +228,18 @@ class AuditFinding:
 
 
 @dataclass(frozen=True)
+class RoutingView:
+    """Where reads went and how long they waited for replay (:mod:`..routing.stats`), and
+    whose counts these are: ``"fleet"`` (every process publishing to CACHE) or
+    ``"process"`` (only the one asking; without CACHE). ``counts`` is None when the cache
+    could not be read (``note`` says why)."""
+
+    source: str
+    counts: RoutingCounts | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything ``replication_status`` shows; ``status`` is the worst of its parts,
     UNKNOWN when the primary could not be asked."""
@@ -240,6 +253,7 @@ class Report:
     audit: tuple[AuditFinding, ...] = ()
     unmatched_standbys: tuple[StandbyRow, ...] = ()  # pg_stat_replication rows of no alias
     messages: tuple[str, ...] = ()  # report-wide problems (primary down, ...)
+    routing: RoutingView | None = None
 
     def replica(self, alias: str) -> ReplicaReport:
         for item in self.replicas:

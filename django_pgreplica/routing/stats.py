@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
 
 # Why a read went where it did (the ``reason`` label of django_pgreplica_reads_total).
 REASON_REPLICA = "replica"  # a healthy replica that satisfies the client's token
@@ -102,6 +104,30 @@ class WaitHistogram:
         self.count += 1
         self.total += seconds
 
+    def merge(self, other: WaitHistogram) -> None:
+        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
+        self.count += other.count
+        self.total += other.total
+
+    def quantile(self, q: float) -> float | None:
+        """The upper bound of the bucket holding the ``q`` quantile (None: no waits)."""
+        if not self.count:
+            return None
+        rank = q * self.count
+        return next(bound for bound, n in self.cumulative() if n >= rank)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"buckets": list(self.buckets), "count": self.count, "total": self.total}
+
+    @classmethod
+    def from_json(cls, data: Any) -> WaitHistogram:
+        histogram = cls()
+        buckets = [int(n) for n in data["buckets"]]
+        if len(buckets) == len(WAIT_BUCKETS):  # another version's buckets: leave them out
+            histogram.buckets = buckets
+            histogram.count, histogram.total = int(data["count"]), float(data["total"])
+        return histogram
+
     def cumulative(self) -> list[tuple[float, int]]:
         running, out = 0, []
         for bound, n in zip(WAIT_BUCKETS, self.buckets, strict=True):
@@ -136,3 +162,60 @@ def replay_waits() -> dict[str, WaitHistogram]:
 def fallbacks() -> dict[str, int]:
     with _lock:
         return dict(_fallbacks)
+
+
+@dataclass
+class RoutingCounts:
+    """Where reads went and how long they waited, for one process or summed over many."""
+
+    reads: dict[tuple[str, str], int] = field(default_factory=dict)  # (database, reason)
+    waits: dict[str, WaitHistogram] = field(default_factory=dict)  # outcome -> histogram
+    fallbacks: dict[str, int] = field(default_factory=dict)  # replica -> reruns elsewhere
+    processes: int = 1
+
+    def by_reason(self) -> dict[str, int]:
+        totals: Counter[str] = Counter()
+        for (_, reason), n in self.reads.items():
+            totals[reason] += n
+        return dict(totals)
+
+    def by_database(self) -> dict[str, int]:
+        totals: Counter[str] = Counter()
+        for (database, _), n in self.reads.items():
+            totals[database] += n
+        return dict(totals)
+
+    def all_waits(self) -> WaitHistogram:
+        total = WaitHistogram()
+        for histogram in self.waits.values():
+            total.merge(histogram)
+        return total
+
+    def add(self, other: RoutingCounts) -> None:
+        for key, n in other.reads.items():
+            self.reads[key] = self.reads.get(key, 0) + n
+        for outcome, histogram in other.waits.items():
+            self.waits.setdefault(outcome, WaitHistogram()).merge(histogram)
+        for replica, n in other.fallbacks.items():
+            self.fallbacks[replica] = self.fallbacks.get(replica, 0) + n
+        self.processes += other.processes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reads": [[database, reason, n] for (database, reason), n in self.reads.items()],
+            "waits": {outcome: h.to_json() for outcome, h in self.waits.items()},
+            "fallbacks": dict(self.fallbacks),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> RoutingCounts:
+        return cls(
+            reads={(str(d), str(r)): int(n) for d, r, n in data["reads"]},
+            waits={str(o): WaitHistogram.from_json(h) for o, h in data["waits"].items()},
+            fallbacks={str(k): int(n) for k, n in data["fallbacks"].items()},
+        )
+
+
+def snapshot() -> RoutingCounts:
+    """This process's counts so far."""
+    return RoutingCounts(reads=reads(), waits=replay_waits(), fallbacks=fallbacks())

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from django_pgreplica.admin import ReplicationSampleAdmin, register
 from django_pgreplica.models import ReplicationSample
+from django_pgreplica.routing import stats
 from django_pgreplica.testing.cluster import Cluster
 from django_pgreplica.testing.plugin import replay_paused, wait_for_replay
 from tests.monitoring_support import primary_unreachable, write_rows
@@ -153,6 +154,19 @@ def test_superuser_sees_the_page(admin_client_: Client) -> None:
     assert "Replication status" in page(admin_client_)
 
 
+@DB
+def test_the_page_says_where_reads_went_and_how_many_waited_for_a_token(
+    admin_client_: Client,
+) -> None:
+    stats.count_read("default", stats.REASON_TOKEN_WAIT)
+    stats.count_replay_wait(0.004, replayed=True)
+    html = page(admin_client_)
+    assert 'id="pgr-routing"' in html and "this process only" in html
+    waited = stats.snapshot().by_reason()[stats.REASON_TOKEN_WAIT]
+    assert f'<strong id="pgr-token-wait">{waited}</strong>' in html
+    assert "replayed), mean" in html
+
+
 # --- admin integration -------------------------------------------------------------------
 
 
@@ -246,7 +260,9 @@ def test_lagging_replica_warns_with_byte_lag(admin_client_: Client) -> None:
     strict = {**settings.PGREPLICA, "LAG_WARNING_SECONDS": 0.1, "LAG_CRITICAL_SECONDS": 3600}
     with override_settings(PGREPLICA=strict), replay_paused("replica"):
         write_rows(5, prefix="lagging")
-        time.sleep(0.3)  # replay delay grows while paused
+        # The lag shown is the primary's replay_lag as of the standby's last reply (plus
+        # its age): past one wal_receiver_status_interval (1 s) it extrapolates the stall.
+        time.sleep(1.3)
         html = page(admin_client_)
     cells = row(html, "replica")
     assert badge(cells) == "warning"

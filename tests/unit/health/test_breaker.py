@@ -82,6 +82,24 @@ def test_a_failure_while_ramping_reopens_at_once_as_a_flap() -> None:
     assert b.state(12.0) is CircuitState.OPEN and b.flaps == 1
 
 
+def test_trip_opens_on_another_processes_word_and_recovery_then_ramps() -> None:
+    b = breaker(threshold=3, ramp=10.0)
+    b.record_failure(0.0)  # one failure of its own: below the threshold
+    assert b.trip(1.0) is True
+    assert b.state(1.0) is CircuitState.OPEN and b.failures == 3 and b.flaps == 0
+    assert b.trip(2.0) is False  # already open
+    assert b.record_success(20.0) is True
+    assert b.state(20.0) is CircuitState.HALF_OPEN and b.weight(20.0) == pytest.approx(RAMP_START)
+
+
+def test_trip_soon_after_recovering_counts_as_a_flap() -> None:
+    b = breaker(threshold=3, reset=60.0)
+    b.trip(0.0)
+    b.record_success(1.0)
+    b.trip(5.0)
+    assert b.flaps == 1 and b.hold_down() == 2.0
+
+
 def test_labels_and_gauge_values() -> None:
     assert [s.value for s in CircuitState] == [0, 1, 2]
     assert CircuitState.HALF_OPEN.label == "half-open"
