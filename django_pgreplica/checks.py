@@ -258,3 +258,86 @@ def _is_router(entry: Any) -> bool:
             return False
     cls = entry if isinstance(entry, type) else type(entry)
     return issubclass(cls, ReplicaRouter)
+
+
+# A read on an open connection to a partitioned replica waits for the kernel's TCP
+# retransmissions unless tcp_user_timeout (milliseconds) cuts them short.
+MAX_TCP_USER_TIMEOUT_MS = 30000
+
+
+@register()
+def check_replica_waits(
+    app_configs: Sequence[Any] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """W011 (a pool that waits longer than connect_timeout), W012 (persistent connections
+    without tcp_user_timeout): what a hung or partitioned replica may cost a request."""
+    raw = raw_settings()
+    if not SCHEMA["REPLICAS"].valid(raw["REPLICAS"]):
+        return []
+    errors: list[CheckMessage] = []
+    databases = settings.DATABASES
+    for alias in replica_aliases(raw["REPLICAS"], raw["PRIMARY"]):
+        config = databases.get(alias)
+        if alias == raw["PRIMARY"] or not isinstance(config, dict):
+            continue  # E003/E004
+        errors += _check_pool_timeout(alias, config)
+        errors += _check_tcp_user_timeout(alias, config)
+    return errors
+
+
+def _check_pool_timeout(alias: str, config: dict[str, Any]) -> list[CheckMessage]:
+    from .routing.pool import bounded_timeout, pool_options
+
+    options = config.get("OPTIONS") or {}
+    pool = pool_options(options)
+    if pool is None or "timeout" not in pool:
+        return []  # not pooled, or bounded at app ready
+    bound = bounded_timeout(options)
+    timeout = pool["timeout"]
+    try:
+        too_long = isinstance(timeout, bool) or float(timeout) > bound
+    except (TypeError, ValueError):
+        too_long = True
+    if not too_long:
+        return []
+    return [
+        Warning(
+            f"Replica alias {alias!r} has a pool timeout of {timeout!r} s, longer than its "
+            f"connect_timeout ({bound:g} s): while the replica hangs or is down, a read waits "
+            "that long for a pooled connection before going elsewhere.",
+            hint=f"Remove 'timeout' from DATABASES[{alias!r}]['OPTIONS']['pool'] (the pool "
+            f"then waits the connect_timeout) or set it to at most {bound:g}.",
+            id="django_pgreplica.W011",
+        )
+    ]
+
+
+def _check_tcp_user_timeout(alias: str, config: dict[str, Any]) -> list[CheckMessage]:
+    options = config.get("OPTIONS") or {}
+    max_age = config.get("CONN_MAX_AGE", 0)
+    if options.get("pool"):
+        kept = "a connection pool"
+    elif max_age != 0:
+        kept = f"CONN_MAX_AGE = {max_age!r}"
+    else:
+        return []  # a connection per request: connect_timeout bounds it (W004)
+    value: Any = options.get("tcp_user_timeout")
+    try:
+        ok = not isinstance(value, bool) and 0 < int(value) <= MAX_TCP_USER_TIMEOUT_MS
+    except (TypeError, ValueError):
+        ok = False
+    if ok:
+        return []
+    return [
+        Warning(
+            f"Replica alias {alias!r} keeps connections open ({kept}) without a short "
+            f"OPTIONS['tcp_user_timeout'] (got {value!r}): a read on a connection to a "
+            "partitioned replica waits until the kernel gives up, about 15 minutes with "
+            "Linux's defaults, before it is rerun elsewhere.",
+            hint=f"Add 'tcp_user_timeout': 10000 (milliseconds, at most "
+            f"{MAX_TCP_USER_TIMEOUT_MS}) to DATABASES[{alias!r}]['OPTIONS'], with "
+            "'keepalives_idle': 30, 'keepalives_interval': 10, 'keepalives_count': 3 "
+            "so that idle connections to it are found dead before a read uses them.",
+            id="django_pgreplica.W012",
+        )
+    ]

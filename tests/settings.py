@@ -101,6 +101,14 @@ LOGGING: dict[str, Any] = {
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    # Shared replica health (PGREPLICA["CACHE"]) in the tests that turn it on.
-    "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL},
+    # Shared replica health (PGREPLICA["CACHE"]) in the tests that turn it on. Its own key
+    # prefix per test run (inherited by the processes it starts): another stack on the same
+    # Redis, whose replicas are also called "replica", must not tell this one about its own.
+    "shared": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": os.environ.setdefault(
+            "PGREPLICA_TEST_CACHE_PREFIX", f"pgreplica-tests-{os.getpid()}"
+        ),
+    },
 }

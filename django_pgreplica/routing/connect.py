@@ -15,6 +15,7 @@ from ..consistency import RoutingState
 from ..db import close_quietly
 from ..health import get_health, primary_health
 from . import stats
+from .pool import discard_pool
 
 logger = logging.getLogger("django_pgreplica.router")
 
@@ -44,6 +45,7 @@ def connectable(alias: str, state: RoutingState) -> bool:
     except Exception as exc:
         get_health(alias).record_failure(exc)
         close_quietly(alias)
+        discard_pool(alias)  # its successor connects at once when the replica is back
         state.failed.add(alias)
         stats.count_fallback(alias)
         logger.warning("replica %s: connection failed (%s); reading elsewhere", alias, exc)
