@@ -12,12 +12,12 @@ export REDIS_URL
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
-# A Python >= 3.10 to create the virtualenv with ($PYTHON wins if set).
+# A Python >= 3.11 to create the virtualenv with ($PYTHON wins if set).
 find_python() {
     local candidate
-    for candidate in ${PYTHON:-} python3 python3.13 python3.12 python3.11 python3.10; do
+    for candidate in ${PYTHON:-} python3 python3.13 python3.12 python3.11; do
         if command -v "$candidate" >/dev/null 2>&1 \
-            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
             echo "$candidate"
             return 0
         fi
@@ -61,12 +61,51 @@ sys.exit(0 if installed == declared else 1)
 PY
 }
 
+# A Python >= 3.12 for the Django 6 leg: on PATH, else one pyenv has.
+find_python312() {
+    local candidate
+    for candidate in ${PYTHON6:-} python3.13 python3.12 \
+        "$(pyenv prefix 3.13 2>/dev/null)/bin/python3" "$(pyenv prefix 3.12 2>/dev/null)/bin/python3"; do
+        if [[ -n $candidate ]] && command -v "$candidate" >/dev/null 2>&1 \
+            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+            echo "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# The venv's Django matches the pin, else pip installs it (no-op once it does).
+ensure_django() {
+    local python="$1" pin="$2"
+    "$python" - "$pin" <<'PY' 2>/dev/null && return 0
+import sys
+from importlib.metadata import version
+
+from pip._vendor.packaging.requirements import Requirement
+
+sys.exit(0 if Requirement(sys.argv[1]).specifier.contains(version("Django")) else 1)
+PY
+    say "Installing $pin into $(dirname "$(dirname "$python")")"
+    "$python" -m pip install --quiet "$pin"
+}
+
+# .venv-django6: the same install on Python 3.12+, with the newest Django 6.
+VENV6="$ROOT/.venv-django6"
+ensure_django6_venv() {
+    local python
+    python="$(find_python312)" \
+        || die "The Django 6 leg needs Python 3.12+ (e.g. pyenv install 3.13, or apt-get install python3.13-venv); run one leg with --django 5.2"
+    (VENV="$VENV6" PY="$VENV6/bin/python" PYTHON="$python" ensure_venv)
+    ensure_django "$VENV6/bin/python" "Django>=6.1,<7"
+}
+
 # .venv with `pip install -e .[dev]`; skipped while pyproject.toml is unchanged since the
 # last successful install (the stamp holds its hash).
 ensure_venv() {
     local python stamp hash
     if [[ ! -x "$PY" ]]; then
-        python="$(find_python)" || die "Python 3.10+ is required (apt-get install python3 python3-venv)."
+        python="$(find_python)" || die "Python 3.11+ is required (apt-get install python3 python3-venv)."
         say "Creating virtualenv .venv with $python"
         "$python" -m venv "$VENV" \
             || die "'$python -m venv' failed; on Debian/Ubuntu: apt-get install python3-venv"
