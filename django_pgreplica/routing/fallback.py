@@ -32,6 +32,7 @@ from ..health import get_health, primary_health
 from . import stats
 from .connect import primary_reachable
 from .last_resort import last_resort_replica
+from .pool import discard_pool
 from .select import pending
 
 logger = logging.getLogger("django_pgreplica.fallback")
@@ -102,6 +103,9 @@ def replica_fallback(execute: Any, sql: str, params: Any, many: bool, context: A
             if state.replica == alias:
                 state.chosen = None
             close_quietly(alias)
+            # Its pool's idle connections died with it: a new pool starts clean once the
+            # replica is back, where the old one would check each dead one in turn.
+            discard_pool(alias)
             logger.warning("replica %s failed mid-query (%s); reading elsewhere", alias, exc)
         else:
             logger.info("replica %s cancelled a read (%s); retrying on primary", alias, exc)
