@@ -52,6 +52,9 @@ class PgReplicaConfig(AppConfig):
             from .contrib import prometheus
 
             prometheus.register()
+        from .contrib import tasks
+
+        tasks.connect()  # django.tasks (Django 6.0+); nothing on older Django
         if _installed("celery"):
             from .contrib import celery
 
