@@ -5,17 +5,17 @@ A client loops over a weighted mix of actions until told to stop:
 - ``order``: ``POST /api/orders/`` then at once ``GET /api/orders/<id>/`` with the token
   the POST handed back. A 404 on that read is a read-your-writes violation.
 - ``product``: ``GET /api/products/<slug>/`` (the async view).
-- ``whoami``: ``GET /whoami-db/`` (which alias a fresh read goes to).
+- ``whoami``: ``GET /whoami-db/``: which server answered a fresh read (its port and
+  ``pg_is_in_recovery()``), the evidence for "a replica that came back serves again".
 - ``revisit``: ``GET /api/orders/<id>/`` of one of its own orders placed more than
-  ``revisit_after`` seconds ago, i.e. past the token's lifetime (STICKY_SECONDS). A 404
-  there is reported as ``stale_revisit``: the contract does not promise it, but it shows
-  what a lagging replica looks like to a user once the pin is gone.
+  ``revisit_after`` seconds ago. A 404 there is a read-your-writes violation too: an LSN
+  token lasts until every replica has replayed it, so no read may miss an own write.
 
 Even-numbered clients carry the token as a browser does (the ``pgreplica`` cookie, with
 its max-age honoured), odd-numbered ones as an API client does (``X-PgReplica-Token``).
-Every fourth client is a "browser" that rarely orders: its token has usually expired, so
-its reads are routed like a stranger's (that is what makes ``stale_revisit`` observable;
-the busy writers always carry a fresh token that covers their older orders too).
+Every fourth client is a "browser" that rarely orders: its cookie is usually gone (the
+server deletes it once every replica has replayed it), so its reads are routed like a
+stranger's: those are the tokenless reads that must survive a primary outage.
 Each request uses a fresh HTTP/1.1 connection, so a connection error always means the
 server failed that request (never a stale keep-alive socket).
 
@@ -52,9 +52,6 @@ BROWSER_ACTIONS: tuple[tuple[str, float], ...] = (
     ("whoami", 0.27),
     ("revisit", 0.30),
 )
-# The server's token lifetime (PGREPLICA["STICKY_SECONDS"] in the demo settings): a read
-# sent with an older token, or none, is routed as if the client had never written.
-TOKEN_LIFETIME = 5.0
 
 
 @dataclass(frozen=True)
@@ -69,10 +66,13 @@ class Sample:
     error: str | None = None
     order_id: int | None = None
     token_age: float | None = None  # age of the token sent along; None: no token
+    server_port: int | None = None  # whoami: the port of the server that answered
+    in_recovery: bool | None = None  # whoami: that server's pg_is_in_recovery()
 
     @property
     def live_token(self) -> bool:
-        return self.token_age is not None and self.token_age < TOKEN_LIFETIME
+        """Did the client send a token? The server decides whether it still binds."""
+        return self.token_age is not None
 
 
 @dataclass
@@ -80,7 +80,6 @@ class ClientResult:
     samples: list[Sample] = field(default_factory=list)
     acknowledged: list[int] = field(default_factory=list)  # order ids answered with 201
     violations: list[dict[str, Any]] = field(default_factory=list)
-    stale_revisits: list[dict[str, Any]] = field(default_factory=list)
 
 
 class TokenJar:
@@ -189,7 +188,13 @@ class ShopClient(threading.Thread):
         database = data.get("database") if isinstance(data, dict) else None
         error = None if status < 500 else raw[:200].decode(errors="replace")
         order_id = data.get("id") if kind == "order" and isinstance(data, dict) else None
-        sample = Sample(started, kind, status, latency, database, error, order_id, token_age)
+        port = data.get("server_port") if isinstance(data, dict) else None
+        recovering = data.get("in_recovery") if isinstance(data, dict) else None
+        sample = Sample(
+            started, kind, status, latency, database, error, order_id, token_age,
+            port if isinstance(port, int) else None,
+            recovering if isinstance(recovering, bool) else None,
+        )  # fmt: skip
         return sample, data
 
     def record(self, sample: Sample) -> Sample:
@@ -209,15 +214,7 @@ class ShopClient(threading.Thread):
         self.placed.append((sample.at, order_id))
         back = self.record(self.call("readback", "GET", f"/api/orders/{order_id}/")[0])
         if back.status == 404:
-            self.result.violations.append(
-                {
-                    "order_id": order_id,
-                    "client": self.index,
-                    "token_via": "cookie" if self.jar.use_cookie else "header",
-                    "write_database": data.get("database"),
-                    "seconds_after_write": round(back.at - sample.at, 3),
-                }
-            )
+            self.violation(back, order_id, sample.at)
 
     def revisit(self) -> None:
         cutoff = time.monotonic() - self.revisit_after
@@ -228,9 +225,21 @@ class ShopClient(threading.Thread):
         placed_at, order_id = self.rng.choice(old)
         sample = self.record(self.call("revisit", "GET", f"/api/orders/{order_id}/")[0])
         if sample.status == 404:
-            self.result.stale_revisits.append(
-                {"order_id": order_id, "age_seconds": round(sample.at - placed_at, 1)}
-            )
+            self.violation(sample, order_id, placed_at)
+
+    def violation(self, read: Sample, order_id: int, written_at: float) -> None:
+        """The client did not see its own order: it read data older than its last write."""
+        self.result.violations.append(
+            {
+                "at": read.at,
+                "read": read.kind,
+                "order_id": order_id,
+                "client": self.index,
+                "token_via": "cookie" if self.jar.use_cookie else "header",
+                "token_sent": read.live_token,
+                "seconds_after_write": round(read.at - written_at, 3),
+            }
+        )
 
     def run(self) -> None:
         names = [name for name, _ in self.actions]

@@ -1,29 +1,35 @@
 """Proof under fire: the demo shop under concurrent load while replicas and the primary fail.
 
-One command builds everything, runs the phases and tears it all down again::
+One command builds everything, runs the phases and/or a soak and tears it all down again::
 
     .venv/bin/python benchmarks/loadtest.py [--duration-per-phase 20] [--clients 32]
-                                            [--pgbouncer] [--phases healthy,replica-killed]
+        [--workers 2] [--phases healthy,replica-killed,...] [--soak MINUTES --seed N]
+        [--pause-seconds 30] [--outage-seconds 5] [--pgbouncer] [--conn-max-age 60]
 
-It starts a private cluster (``.pgreplica/load``, base port 62432, 2 replicas), migrates and
-seeds it, serves ``testproject`` with gunicorn (gthread workers) on a free port, optionally
-behind one PgBouncer per node in transaction pooling mode, and drives it with
-:mod:`loadclient` clients. Phases, each reported on its own:
+It starts a private cluster (``--dir``, first free block of ports from ``--port``, 2
+replicas), migrates and seeds it, serves ``testproject`` with gunicorn (gthread workers) on
+a free port, optionally behind one PgBouncer per node in transaction pooling mode, and
+drives it with :mod:`loadclient` clients. Phases (any order, any length, repeats allowed),
+each one fault (``faults.py``) at fixed times scaled to ``--duration-per-phase``:
 
 ``healthy``            no fault
-``replay-paused``      replica1 stops replaying WAL for 30 s (its lag grows past 30 s)
-``replica-promoted``   replica2 is promoted (split brain), later rebuilt from the primary
 ``replica-killed``     replica1 is SIGKILLed, then started again mid-phase
+``replay-paused``      replica1 stops replaying WAL for ``--pause-seconds``
+``replica-promoted``   replica2 is promoted (split brain), later rebuilt from the primary
+``replica-stopped``    replica1 is stopped (pg_ctl stop), then started again mid-phase
+``replica-hung``       replica2 is SIGSTOPped (it still accepts TCP), SIGCONTed mid-phase
 ``primary-restarted``  the primary is stopped and started: writes fail meanwhile (expected)
 
-The replica kill runs late on purpose: a killed replica's circuit stays open for
-RESET_TIMEOUT (60 s) in each worker, which would leave later phases with one replica.
-After each phase the cluster is healed (nodes started, replicas rebuilt or resumed and
-caught up) before the next one starts. At the end every order that was answered 201 is
-looked up on the primary: one missing is a lost write.
+``--soak MINUTES`` adds (or with no ``--phases``, is) a window of random faults from a
+seeded schedule (``soak.py``), overlapping or sequential as the seed decides, always
+leaving a server for every read. After each window the cluster is healed (nodes started,
+replicas rebuilt or resumed, caught up, and each one serving reads through gunicorn again),
+so no window depends on what the one before it did. At the end every order that was
+answered 201 is looked up on the primary: one missing is a lost write. ``loadmetrics.py``
+judges each window against the contract.
 
-Results: a table on stdout, JSON in ``benchmarks/results/loadtest.json`` (``--json``), and
-the gunicorn / PostgreSQL / PgBouncer logs in ``.pgreplica/loadtest-logs/<label>/``.
+Results: a table on stdout, JSON in ``benchmarks/results/`` (``--json``), and the
+gunicorn / PostgreSQL / PgBouncer logs in ``.pgreplica/loadtest-logs/<label>/``.
 """
 
 from __future__ import annotations
@@ -42,7 +48,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,7 +57,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.loadclient import READ_KINDS, Sample, ShopClient, run_clients  # noqa: E402
+from benchmarks import soak  # noqa: E402
+from benchmarks.faults import PRIMARY, Fault, FaultRunner  # noqa: E402
+from benchmarks.loadclient import run_clients  # noqa: E402
+from benchmarks.loadmetrics import Outage, WindowResult, summarize  # noqa: E402
 from django_pgreplica.testing.cluster import (  # noqa: E402
     Cluster,
     ClusterError,
@@ -68,13 +76,13 @@ PGBOUNCER_TEMPLATE = ROOT / "benchmarks" / "pgbouncer" / "pgbouncer.ini.template
 PGBOUNCER_USERLIST = ROOT / "benchmarks" / "pgbouncer" / "userlist.txt"
 DEFAULT_PHASES = (
     "healthy",
+    "replica-killed",
     "replay-paused",
     "replica-promoted",
-    "replica-killed",
+    "replica-stopped",
+    "replica-hung",
     "primary-restarted",
 )
-# Phases whose fault is on a replica: the product promises no failed request there.
-PRIMARY_FAULT_PHASES = {"primary-restarted"}
 # Lines of the gunicorn log worth counting per phase (evidence for the report).
 LOG_PATTERNS = {
     "tracebacks": re.compile(r"^Traceback", re.MULTILINE),
@@ -175,6 +183,8 @@ class Options:
     think: float = 0.01
     pause_seconds: float = 30.0
     outage_seconds: float = 5.0
+    soak_minutes: float = 0.0
+    seed: int = 1
     label: str = "loadtest"
     logdir: Path | None = None  # default: .pgreplica/loadtest-logs/<label>
     json_path: Path | None = ROOT / "benchmarks" / "results" / "loadtest.json"
@@ -408,258 +418,155 @@ class Stack:
                 self.cluster.resume_replay(status.name)
         self.cluster.wait_streaming(timeout=60)
         self.cluster.wait_replayed(timeout=60)
+        self.wait_serving()
         return time.monotonic() - started
 
+    def wait_serving(self, timeout: float = 90.0) -> bool:
+        """Until /whoami-db/ has been answered by every replica: the next window starts with
+        the workers using them all, whatever the last one did (a flap hold-down, a ramp)."""
+        ports = {node.port for node in self.cluster.replicas}
+        seen: set[int] = set()
+        deadline = time.monotonic() + timeout
+        url = f"http://{HOST}:{self.http_port}/whoami-db/"
+        while seen != ports and time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    doc = json.loads(response.read())
+                if doc.get("in_recovery"):
+                    seen.add(doc.get("server_port"))
+            time.sleep(0.05)
+        if seen != ports:
+            log(f"replicas on ports {sorted(ports - seen)} served no read in {timeout:.0f}s")
+        return seen == ports
 
-# --- phases -----------------------------------------------------------------------------
+
+# --- phases and the soak ------------------------------------------------------------------
 
 
 @dataclass
-class Step:
-    at: float  # seconds into the phase
+class Probe:
+    at: float  # seconds into the window
     label: str
     action: Callable[[], Any]
 
 
 @dataclass
-class PhasePlan:
+class Window:
+    """A stretch of load with its faults: a named phase, or the soak."""
+
     name: str
     description: str
-    duration: float
-    steps: list[Step]
-    tail: float = 3.0  # load keeps running this long after the last step finished
+    duration: float  # load runs at least this long, and until every fault is over + tail
+    faults: list[Fault]
+    probes: list[Probe] = field(default_factory=list)
+    tail: float = 5.0
 
 
-def plan(name: str, stack: Stack, opts: Options) -> PhasePlan:
-    cluster, d = stack.cluster, opts.duration
+PHASES: dict[str, str] = {
+    "healthy": "no fault",
+    "replay-paused": "pause replay on replica1 for --pause-seconds",
+    "replica-promoted": "promote replica2 (split brain), then rebuild it from the primary",
+    "replica-killed": "SIGKILL replica1, start it again mid-phase",
+    "replica-stopped": "pg_ctl stop replica1, start it again mid-phase",
+    "replica-hung": "SIGSTOP replica2 (it still accepts TCP), SIGCONT mid-phase",
+    "primary-restarted": "stop the primary, start it --outage-seconds later",
+}
+
+
+def plan(name: str, stack: Stack, opts: Options) -> Window:
+    """A phase: one fault at fixed times, scaled to --duration-per-phase."""
+    d = opts.duration
     first = min(3.0, d * 0.15)  # when the fault strikes: after some healthy traffic
-    monitor = (
-        [Step(first + 1.5, "replication_status", stack.replication_status)] if opts.monitor else []
-    )
-    if name == "healthy":
-        return PhasePlan(name, "no fault", d, list(monitor))
-    if name == "replica-killed":
-        return PhasePlan(
-            name,
-            "SIGKILL replica1, start it again mid-phase",
-            d,
-            [
-                Step(first, "kill replica1", lambda: cluster.kill("replica1")),
-                *monitor,
-                Step(
-                    max(d * 0.5, first + 3.5), "start replica1", lambda: cluster.start("replica1")
-                ),
-            ],
-        )
+    mid = max(d * 0.5, first + 3.5) - first  # held until mid-phase
+    probes = [Probe(first + 1.5, "replication_status", stack.replication_status)]
+    faults = {
+        "healthy": [],
+        "replay-paused": [Fault("pause", "replica1", first, opts.pause_seconds)],
+        "replica-promoted": [Fault("promote", "replica2", first, max(d * 0.6, first + 4) - first)],
+        "replica-killed": [Fault("kill", "replica1", first, mid)],
+        "replica-stopped": [Fault("stop", "replica1", first, mid)],
+        "replica-hung": [Fault("hang", "replica2", first, mid)],
+        "primary-restarted": [Fault("primary-restart", PRIMARY, first, opts.outage_seconds)],
+    }[name]
     if name == "replay-paused":
-        resume = first + opts.pause_seconds
-        return PhasePlan(
-            name,
-            f"pause replay on replica1 for {opts.pause_seconds:g}s",
-            max(d, resume + 5),
-            [
-                Step(first, "pause replay on replica1", lambda: cluster.pause_replay("replica1")),
-                *(
-                    [Step(resume - 2, "replication_status", stack.replication_status)]
-                    if opts.monitor
-                    else []
-                ),
-                Step(
-                    resume, "resume replay on replica1", lambda: cluster.resume_replay("replica1")
-                ),
-            ],
-        )
-    if name == "replica-promoted":
-        rebuild_at = max(d * 0.6, first + 4)
-        return PhasePlan(
-            name,
-            "promote replica2 (split brain), then rebuild it from the primary",
-            d,
-            [
-                Step(first, "promote replica2", lambda: cluster.promote("replica2")),
-                *monitor,
-                Step(rebuild_at, "rebuild replica2", lambda: cluster.rebuild("replica2")),
-            ],
-        )
-    if name == "primary-restarted":
-        return PhasePlan(
-            name,
-            f"stop the primary, start it {opts.outage_seconds:g}s later",
-            d,
-            [
-                Step(first, "stop primary", lambda: cluster.stop("primary")),
-                *monitor,
-                Step(
-                    first + opts.outage_seconds, "start primary", lambda: cluster.start("primary")
-                ),
-            ],
-            tail=5.0,
-        )
-    raise ValueError(f"unknown phase {name!r}; known: {', '.join(DEFAULT_PHASES)}")
+        description = f"pause replay on replica1 for {opts.pause_seconds:g}s"
+        probes.append(Probe(first + opts.pause_seconds - 2, "replication_status",
+                            stack.replication_status))  # fmt: skip
+    elif name == "primary-restarted":
+        description = f"stop the primary, start it {opts.outage_seconds:g}s later"
+    else:
+        description = PHASES[name]
+    end = max((f.at + f.hold for f in faults), default=0.0)
+    return Window(name, description, max(d, end + 5), faults, probes if opts.monitor else [])
+
+
+def soak_window(stack: Stack, opts: Options) -> Window:
+    seconds = opts.soak_minutes * 60
+    faults = soak.schedule(opts.seed, seconds, [n.name for n in stack.cluster.replicas])
+    probes = (
+        [Probe(at, "replication_status", stack.replication_status)
+         for at in range(30, int(seconds), 60)]
+        if opts.monitor else []
+    )  # fmt: skip
+    return Window(
+        "soak",
+        f"{opts.soak_minutes:g} min of random faults, seed {opts.seed}",
+        seconds,
+        faults,
+        probes,
+        tail=10.0,
+    )
 
 
 @dataclass
-class PhaseResult:
-    name: str
-    description: str
-    seconds: float = 0.0
-    requests: int = 0
-    throughput: float = 0.0
-    failures: int = 0
-    write_failures: int = 0
-    read_failures: int = 0
-    tokenless_read_failures: int = 0  # reads without a live token: must never need the primary
-    violations: int = 0
-    stale_revisits: int = 0
-    acknowledged: int = 0
-    lost_writes: int | None = None
-    p50_ms: float = 0.0
-    p99_ms: float = 0.0
-    max_ms: float = 0.0
-    replica_share: float = 0.0
-    reads_by_database: dict[str, int] = field(default_factory=dict)
-    latency_by_kind: dict[str, dict[str, float]] = field(default_factory=dict)
-    statuses: dict[str, int] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    failure_window: list[float] = field(default_factory=list)  # first/last failure, s in
-    failure_examples: list[dict[str, Any]] = field(default_factory=list)
-    violation_examples: list[dict[str, Any]] = field(default_factory=list)
-    stale_examples: list[dict[str, Any]] = field(default_factory=list)
-    log_counts: dict[str, int] = field(default_factory=dict)
-    heal_seconds: float = 0.0
-    acknowledged_ids: list[int] = field(default_factory=list, repr=False)
+class Run:
+    """State carried from window to window: flap history, the port of each node."""
 
-    @property
-    def replica_fault(self) -> bool:
-        return self.name not in PRIMARY_FAULT_PHASES
-
-    @property
-    def goals_met(self) -> bool:
-        ok = self.violations == 0 and not self.lost_writes
-        if self.replica_fault:
-            return ok and self.failures == 0
-        # The primary is down for a while: writes fail, and so may reads pinned to it by a
-        # recent write, but a client without a live token reads from replicas (contract #5).
-        return ok and self.tokenless_read_failures == 0
+    history: list[Outage] = field(default_factory=list)
+    ports: dict[int, str] = field(default_factory=dict)
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def summarize(
-    result: PhaseResult, clients: Sequence[ShopClient], started: float, ended: float
-) -> None:
-    samples: list[Sample] = [s for c in clients for s in c.result.samples]
-    result.seconds = round(ended - started, 1)
-    result.requests = len(samples)
-    result.throughput = round(len(samples) / max(ended - started, 1e-9), 1)
-    failed = [s for s in samples if s.status is None or s.status >= 500]
-    result.failures = len(failed)
-    result.write_failures = sum(1 for s in failed if s.kind == "order")
-    result.read_failures = result.failures - result.write_failures
-    result.tokenless_read_failures = sum(
-        1 for s in failed if s.kind != "order" and not s.live_token
-    )
-    if failed:
-        offsets = [s.at - started for s in failed]
-        result.failure_window = [round(min(offsets), 2), round(max(offsets), 2)]
-    # Examples: the reads first (rarer and more telling), then the writes.
-    examples = sorted(failed, key=lambda s: (s.kind == "order", s.at))[:12]
-    result.failure_examples = [
-        {
-            "t": round(s.at - started, 2),
-            "kind": s.kind,
-            "status": s.status,
-            "token_age": None if s.token_age is None else round(s.token_age, 2),
-            "error": (s.error or "")[:160],
-        }
-        for s in examples
-    ]
-    latencies = [s.latency for s in samples]
-    result.p50_ms = round(percentile(latencies, 0.50) * 1000, 1)
-    result.p99_ms = round(percentile(latencies, 0.99) * 1000, 1)
-    result.max_ms = round(max(latencies, default=0.0) * 1000, 1)
-    for kind in ("order", *READ_KINDS):
-        values = [s.latency for s in samples if s.kind == kind]
-        if values:
-            result.latency_by_kind[kind] = {
-                "count": len(values),
-                "p50_ms": round(percentile(values, 0.5) * 1000, 1),
-                "p99_ms": round(percentile(values, 0.99) * 1000, 1),
-            }
-    reads = Counter(
-        s.database for s in samples if s.kind in READ_KINDS and s.status == 200 and s.database
-    )
-    result.reads_by_database = dict(sorted(reads.items()))
-    total_reads = sum(reads.values())
-    replica_reads = total_reads - reads.get(PRIMARY_ALIAS, 0)
-    result.replica_share = round(replica_reads / total_reads, 4) if total_reads else 0.0
-    result.statuses = dict(
-        sorted(Counter(str(s.status) if s.status else "conn-error" for s in samples).items())
-    )
-    violations = [v for c in clients for v in c.result.violations]
-    result.violations = len(violations)
-    result.violation_examples = violations[:10]
-    stale = [v for c in clients for v in c.result.stale_revisits]
-    result.stale_revisits = len(stale)
-    result.stale_examples = stale[:10]
-    result.acknowledged_ids = [i for c in clients for i in c.result.acknowledged]
-    result.acknowledged = len(result.acknowledged_ids)
-
-
-def run_phase(stack: Stack, phase: PhasePlan, opts: Options, seed: int) -> PhaseResult:
-    result = PhaseResult(phase.name, phase.description)
+def run_window(stack: Stack, window: Window, opts: Options, state: Run, seed: int) -> WindowResult:
+    result = WindowResult(window.name, window.description)
     stop = threading.Event()
     log_start = stack.log_size()
-    log(f"phase {phase.name}: {phase.description}")
+    log(f"{window.name}: {window.description}")
+    if window.faults and window.name == "soak":
+        log("schedule:\n" + soak.describe(window.faults))
     clients = run_clients(
-        opts.clients,
-        HOST,
-        stack.http_port,
-        stack.products,
-        stop,
-        think=opts.think,
-        revisit_after=6.0,
-        seed=seed,
-    )
+        opts.clients, HOST, stack.http_port, stack.products, stop,
+        think=opts.think, revisit_after=6.0, seed=seed,
+    )  # fmt: skip
     started = time.monotonic()
-    last_done = started
+    runner = FaultRunner(stack.cluster, started, log)
     try:
-        for step in phase.steps:
-            delay = started + step.at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+        runner.start(window.faults)
+        for probe in window.probes:
+            time.sleep(max(0.0, started + probe.at - time.monotonic()))
             at = time.monotonic() - started
-            event: dict[str, Any] = {"at": round(at, 2), "step": step.label}
             try:
-                outcome = step.action()
-            except Exception as exc:  # a fault helper failed: report it, keep going
-                event["error"] = f"{type(exc).__name__}: {exc}"
-                log(f"  {step.label} failed: {exc}")
-            else:
-                if isinstance(outcome, dict):
-                    event["result"] = outcome
-            last_done = time.monotonic()
-            event["took"] = round(last_done - started - at, 2)
-            result.events.append(event)
-            detail = ""
-            if isinstance(outcome, dict) and "exit_code" in outcome:
-                detail = f" -> exit {outcome['exit_code']} {outcome.get('status', '')}"
-            log(f"  t={at:5.1f}s {step.label} ({event['took']:.1f}s){detail}")
-        end = max(started + phase.duration, last_done + phase.tail)
-        time.sleep(max(0.0, end - time.monotonic()))
+                outcome = probe.action()
+            except Exception as exc:  # a probe that fails is evidence, not a reason to stop
+                outcome = f"{type(exc).__name__}: {exc}"
+            result.events.append({"at": round(at, 2), "step": probe.label, "result": outcome})
+        time.sleep(max(0.0, started + window.duration - time.monotonic()))
+        runner.join(timeout=300)
+        time.sleep(window.tail)
     finally:
         stop.set()
         for client in clients:
             client.join(timeout=30)
+        runner.join(timeout=120)  # on an interrupt too: give every node back
     ended = time.monotonic()
     time.sleep(0.5)  # let the workers flush their last log lines
-    summarize(result, clients, started, ended)
+    outages = [o for o in (Outage.of(r, started) for r in runner.records) if o is not None]
+    state.history.extend(outages)
+    samples = [s for c in clients for s in c.result.samples]
+    violations = [v for c in clients for v in c.result.violations]
+    summarize(result, samples, violations, started, ended, outages, state.history, state.ports)
+    result.faults = [r.as_json() for r in runner.records]
+    result.acknowledged_ids = [i for c in clients for i in c.result.acknowledged]
+    result.acknowledged = len(result.acknowledged_ids)
     result.log_counts = stack.log_counts(log_start, stack.log_size())
     result.heal_seconds = round(stack.heal(), 1)
     if opts.monitor:
@@ -669,7 +576,7 @@ def run_phase(stack: Stack, phase: PhasePlan, opts: Options, seed: int) -> Phase
     return result
 
 
-def check_lost_writes(cluster: Cluster, results: Sequence[PhaseResult]) -> None:
+def check_lost_writes(cluster: Cluster, results: Sequence[WindowResult]) -> None:
     """Every order answered 201 must be on the primary now."""
     for result in results:
         ids = result.acknowledged_ids
@@ -711,37 +618,52 @@ def machine() -> dict[str, Any]:
     }
 
 
-def format_table(results: Sequence[PhaseResult]) -> str:
+def format_table(results: Sequence[WindowResult]) -> str:
     header = (
-        f"{'phase':18} {'secs':>5} {'reqs':>6} {'req/s':>6} {'fail':>5} {'(writes)':>8} "
-        f"{'(no-token reads)':>16} "
-        f"{'RYW viol':>8} {'lost':>5} {'stale>6s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'replica %':>9}  goals"
+        f"{'window':17} {'secs':>5} {'reqs':>6} {'req/s':>5} {'read fail':>9} "
+        f"{'(no token)':>10} {'write fail':>10} {'(primary up)':>12} {'RYW viol':>8} "
+        f"{'lost':>4} {'recover s':>9} {'p50 ms':>6} {'p99 ms':>7} {'replica %':>9}  goals"
     )
     lines = [header, "-" * len(header)]
     for r in results:
         lost = "?" if r.lost_writes is None else str(r.lost_writes)
+        rec = "-" if r.recovery_max is None else f"{r.recovery_max:.1f}"
         goals = "ok" if r.goals_met else "MISSED"
-        if not r.replica_fault and r.failures:
-            goals += " (primary down: failures expected)"
         lines.append(
-            f"{r.name:18} {r.seconds:5.0f} {r.requests:6d} {r.throughput:6.0f} {r.failures:5d} "
-            f"{r.write_failures:8d} {r.tokenless_read_failures:16d} "
-            f"{r.violations:8d} {lost:>5} {r.stale_revisits:8d} "
-            f"{r.p50_ms:7.1f} {r.p99_ms:7.1f} {r.replica_share * 100:8.1f}%  {goals}"
+            f"{r.name:17} {r.seconds:5.0f} {r.requests:6d} {r.throughput:5.0f} "
+            f"{r.read_failures:9d} {r.tokenless_read_failures:10d} {r.write_failures:10d} "
+            f"{r.write_failures_unexpected:12d} {r.violations:8d} {lost:>4} {rec:>9} "
+            f"{r.p50_ms:6.1f} {r.p99_ms:7.1f} {r.replica_share * 100:8.1f}%  {goals}"
+        )
+    return "\n".join(lines)
+
+
+def format_faults(result: WindowResult) -> str:
+    """The soak's faults as they ran, with the recovery of each replica given back."""
+    recovered = {(r["node"], r["returned_at"]): r for r in result.recoveries}
+    lines = [f"{'#':>2} {'fault':16} {'node':8} {'planned':>7} {'began':>6} {'hold':>5} "
+             f"{'back':>6} {'first read s':>12} {'allowed':>7}"]  # fmt: skip
+    for i, f in enumerate(result.faults, 1):
+        rec = recovered.get((f["node"], f["returned"]), {})
+        first = rec.get("seconds")
+        lines.append(
+            f"{i:2d} {f['kind']:16} {f['node']:8} {f['at']:7.1f} {f['began'] or 0:6.1f} "
+            f"{f['hold']:5.1f} {f['returned'] or 0:6.1f} "
+            f"{'-' if first is None else first:>12} {rec.get('allowed', '-'):>7}"
+            + (f"  errors: {f['errors']}" if f["errors"] else "")
         )
     return "\n".join(lines)
 
 
 def run(opts: Options) -> dict[str, Any]:
     """Run the whole load test; returns the JSON-able report (also written to --json)."""
-    plans: list[str] = list(opts.phases)
-    for name in plans:
-        if name not in DEFAULT_PHASES:
-            raise ValueError(f"unknown phase {name!r}; known: {', '.join(DEFAULT_PHASES)}")
+    for name in opts.phases:
+        if name not in PHASES:
+            raise ValueError(f"unknown phase {name!r}; known: {', '.join(PHASES)}")
     report: dict[str, Any] = {"machine": machine()}
-    results: list[PhaseResult] = []
+    results: list[WindowResult] = []
     with Stack(opts) as stack:
+        state = Run(ports={node.port: node.name for node in stack.cluster.nodes})
         report["config"] = {
             "clients": opts.clients,
             "workers": opts.workers,
@@ -751,33 +673,47 @@ def run(opts: Options) -> dict[str, Any]:
             "pgbouncer": opts.pgbouncer,
             "think_seconds": opts.think,
             "duration_per_phase": opts.duration,
+            "phases": list(opts.phases),
+            "pause_seconds": opts.pause_seconds,
+            "outage_seconds": opts.outage_seconds,
+            "soak_minutes": opts.soak_minutes,
+            "seed": opts.seed,
             "cluster": str(stack.cluster.dir),
             "base_port": stack.cluster.port,
             "http_port": stack.http_port,
             "pgbouncer_ports": {node: port for node, (port, _) in stack.bouncers.items()},
             "logs": str(stack.logdir),
         }
-        for index, name in enumerate(plans):
-            phase = plan(name, stack, opts)
-            result = run_phase(stack, phase, opts, seed=index * 1000)
+        windows = [plan(name, stack, opts) for name in opts.phases]
+        if opts.soak_minutes:
+            windows.append(soak_window(stack, opts))
+            report["soak_schedule"] = [asdict(f) for f in windows[-1].faults]
+        for index, window in enumerate(windows):
+            result = run_window(stack, window, opts, state, seed=opts.seed * 7919 + index * 1000)
             results.append(result)
             log(
-                f"  {result.requests} requests, {result.failures} failed, "
-                f"{result.violations} RYW violations, replica share "
-                f"{result.replica_share:.1%}, healed in {result.heal_seconds:.1f}s"
+                f"  {result.requests} requests, {result.read_failures} failed reads, "
+                f"{result.write_failures} failed writes, {result.violations} RYW violations, "
+                f"replica share {result.replica_share:.1%}, healed in {result.heal_seconds:.1f}s"
             )
         check_lost_writes(stack.cluster, results)
-        report["final_replication_status"] = stack.replication_status()
+        report["final_replication_status"] = stack.replication_status() if opts.monitor else None
     report["machine"]["loadavg_after"] = os.getloadavg()
-    report["phases"] = [
-        {k: v for k, v in asdict(r).items() if k != "acknowledged_ids"} | {"goals_met": r.goals_met}
+    report["windows"] = [
+        {k: v for k, v in asdict(r).items() if k != "acknowledged_ids"}
+        | {"goals_met": r.goals_met, "recovery_max": r.recovery_max}
         for r in results
     ]
     report["goals_met"] = all(r.goals_met for r in results)
     table = format_table(results)
     report["table"] = table
+    soaks = [r for r in results if r.name == "soak"]
+    if soaks:
+        report["soak_table"] = format_faults(soaks[0])
     if not opts.quiet:
         print(table)
+        if soaks:
+            print("\nsoak faults (seconds from the soak's start):\n" + report["soak_table"])
     if opts.json_path is not None:
         opts.json_path.parent.mkdir(parents=True, exist_ok=True)
         opts.json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -820,9 +756,15 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     parser.add_argument(
         "--phases",
-        default=",".join(DEFAULT_PHASES),
-        help=f"comma-separated subset of {','.join(DEFAULT_PHASES)}",
+        default=None,
+        help=f"comma-separated, any order, repeats allowed, from {','.join(PHASES)} "
+        f"(default: {','.join(DEFAULT_PHASES)}; none with --soak alone)",
     )
+    parser.add_argument(
+        "--soak", type=float, default=0.0, metavar="MINUTES",
+        help="after the phases, MINUTES of random overlapping faults (see soak.py)",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1, help="the soak's schedule and the clients")
     parser.add_argument(
         "--think",
         type=float,
@@ -846,13 +788,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     )
     args = parser.parse_args(argv)
     suffix = "-pgbouncer" if args.pgbouncer else ""
-    label = args.label or f"loadtest{suffix}"
+    if args.phases is None:
+        phases = () if args.soak else DEFAULT_PHASES
+    else:
+        phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
+    label = args.label or f"loadtest{suffix}" + ("-soak" if args.soak else "")
     return Options(
         dir=args.dir,
         port=args.port,
         clients=args.clients,
         duration=args.duration_per_phase,
-        phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),
+        phases=phases,
+        soak_minutes=args.soak,
+        seed=args.seed,
         workers=args.workers,
         threads=args.threads,
         conn_max_age=args.conn_max_age,

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.db import connections
+from django.db.models.expressions import RawSQL
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt
@@ -135,14 +136,24 @@ def api_order(request: HttpRequest, pk: int) -> JsonResponse:
 
 @require_GET
 def whoami_db(request: HttpRequest) -> JsonResponse:
-    """Which alias the router picks for a fresh read, and what that server says it is."""
+    """Which alias the router picks for a fresh read, and what the server that answered it
+    says it is. One routed query asks both, so a read the router reruns elsewhere (its
+    replica died mid-query) reports the server that really answered; a second query on
+    ``connections[alias]`` would reconnect to the dead replica outside the router (a 500)."""
     config = getattr(settings, "PGREPLICA", {})
-    qs = Product.objects.all()[:1]
+    qs = Product.objects.annotate(
+        in_recovery=RawSQL("pg_is_in_recovery()", ()),
+        server_port=RawSQL("inet_server_port()", ()),
+    )[:1]
     database = qs.db  # QuerySet.db asks the router's db_for_read
     first = next(iter(qs), None)
-    with connections[database].cursor() as cursor:
-        cursor.execute("SELECT pg_is_in_recovery(), inet_server_port()")
-        in_recovery, server_port = cursor.fetchone()
+    if first is not None:
+        database = first._state.db or database
+        in_recovery, server_port = first.in_recovery, first.server_port
+    else:  # no product yet: ask the server directly
+        with connections[database].cursor() as cursor:
+            cursor.execute("SELECT pg_is_in_recovery(), inet_server_port()")
+            in_recovery, server_port = cursor.fetchone()
     return JsonResponse(
         {
             "database": database,
