@@ -40,7 +40,7 @@ def evaluate_replica(
     row = match.row if match else None
     problems: list[tuple[Status, str]] = []
 
-    lag_seconds = replica_lag(obs.lag_seconds, row)
+    lag_seconds = replica_lag(obs.lag_seconds, row, obs.unreplayed_age)
     lag_bytes = row.lag_bytes if row is not None else None
     if lag_bytes is None and primary.current_lsn is not None and obs.replay_lsn is not None:
         lag_bytes = max(0, primary.current_lsn - obs.replay_lsn)
@@ -110,24 +110,29 @@ def evaluate_replica(
     )
 
 
-def replica_lag(replica_side: float | None, row: StandbyRow | None) -> float | None:
+def replica_lag(
+    replica_side: float | None, row: StandbyRow | None, floor: float | None = None
+) -> float | None:
     """How far behind the replica is, in seconds, as an operator can act on it.
 
     The replica's own figure is an upper bound: ``now() - last replayed commit`` once it
     has anything left to replay, which after an idle spell counts the idle time too (a
     replica paused for 8 s would show the 40 s of quiet before). The primary knows better:
     ``replay_lag`` keeps growing while replay is stuck (PostgreSQL extrapolates it), as of
-    the standby's last reply, so the reply's age is added. The smaller of the two is the
-    answer; with nothing left to replay on the primary's side the lag is 0.
+    the standby's last reply, so the reply's age is added; but the first reply after a
+    stall may still carry the lag from before it. ``floor`` is a lower bound: the age of
+    the newest WAL the replica holds unreplayed. The answer is the primary's view, kept
+    within [floor, replica's figure]; 0 when the primary sees nothing left to replay.
     """
-    if row is None:
-        return replica_side
-    if row.lag_bytes == 0:
+    if row is not None and row.lag_bytes == 0:
         return 0.0
-    if row.replay_lag is None:
-        return replica_side
-    primary_side = row.replay_lag + (row.reply_age or 0.0)
-    return primary_side if replica_side is None else min(replica_side, primary_side)
+    estimate = replica_side
+    if row is not None and row.replay_lag is not None:
+        primary_side = row.replay_lag + (row.reply_age or 0.0)
+        estimate = primary_side if estimate is None else min(estimate, primary_side)
+    if floor is not None and estimate is not None:
+        estimate = max(estimate, floor if replica_side is None else min(floor, replica_side))
+    return estimate
 
 
 def _streaming_problems(

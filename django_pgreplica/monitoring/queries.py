@@ -114,7 +114,10 @@ SELECT p.in_recovery, p.receive_lsn, p.replay_lsn, p.lag_seconds,
        current_setting('cluster_name'),
        current_setting('primary_slot_name', true),
        w.pid, w.status, w.slot_name, w.sender_host, w.sender_port, w.conninfo,
-       w.flushed_lsn::text
+       w.flushed_lsn::text,
+       CASE WHEN pg_wal_lsn_diff(p.receive_lsn::pg_lsn, p.replay_lsn::pg_lsn) > 0
+            THEN GREATEST(0.0, EXTRACT(EPOCH FROM clock_timestamp() - w.latest_end_time))
+       END::float8
 FROM ({PROBE_SQL.strip().rstrip(";")}) AS p(in_recovery, receive_lsn, replay_lsn, lag_seconds)
 LEFT JOIN pg_stat_wal_receiver AS w ON true
 """
@@ -201,6 +204,7 @@ def observe_replica(alias: str, run: QueryRunner = django_runner) -> ReplicaObse
         sender_port,
         conninfo,
         flushed,
+        unreplayed_age,
     ) = rows[0]
     receiver = None
     if receiver_pid is not None:
@@ -221,6 +225,7 @@ def observe_replica(alias: str, run: QueryRunner = django_runner) -> ReplicaObse
         receive_lsn=parse_lsn(receive),
         replay_lsn=parse_lsn(replay),
         lag_seconds=None if lag is None else float(lag),
+        unreplayed_age=None if unreplayed_age is None else float(unreplayed_age),
         replay_paused=paused,
         receiver=receiver,
         server_addr=server_addr,

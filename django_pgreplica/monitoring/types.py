@@ -146,6 +146,9 @@ class ReplicaObservation:
     # Replay delay as the router's probe computes it: 0 when everything received has been
     # replayed (an idle primary is not lag), else now() - last replayed commit.
     lag_seconds: float | None = None
+    # With WAL received but not replayed: how long ago the newest of it arrived (a lower
+    # bound of the lag; pg_stat_wal_receiver.latest_end_time)
+    unreplayed_age: float | None = None
     replay_paused: bool | None = None
     receiver: WalReceiver | None = None
     server_addr: str | None = None  # inet_server_addr(): matched to client_addr

@@ -231,6 +231,10 @@ def test_replica_lag_takes_the_smaller_bound_and_zero_when_nothing_is_missing() 
     assert replica_lag(1.0, standby(1, "r", replay_lag=2.0, reply_age=5.0, lag_bytes=10)) == 1.0
     assert replica_lag(12.0, standby(1, "r", replay_lag=None, lag_bytes=10)) == 12.0
     assert replica_lag(48.5, standby(1, "r", replay_lag=None, lag_bytes=0)) == 0.0
+    # The first reply after a stall still says 4 ms; the newest unreplayed WAL came 1.2 s ago.
+    stale_reply = standby(1, "r", replay_lag=0.004, reply_age=0.2, lag_bytes=10)
+    assert replica_lag(9.0, stale_reply, floor=1.2) == 1.2
+    assert replica_lag(0.5, stale_reply, floor=1.2) == 0.5  # never above the replica's own
 
 
 def test_byte_lag_over_the_critical_size_is_critical() -> None:
