@@ -52,7 +52,10 @@ class ReplicaHealth:
         self.interval = settings.health_check_interval
         self.max_lag = settings.max_lag_seconds
         self.last: ProbeResult | None = None
-        self.replay_lsn = 0  # highest replay position seen; only ever grows
+        # Replay position as last seen. It grows while the replica is up, but a restarted
+        # replica may come back behind it (crash recovery accepts reads from its minimum
+        # recovery point on): a failure forgets it, and every probe sets it as found.
+        self.replay_lsn = 0
         self._probe_lock = threading.Lock()
         self._reported: str | None = None
         self._ok_until = 0.0  # usable without further checks until this monotonic time
@@ -142,6 +145,7 @@ class ReplicaHealth:
         message = one_line(error)
         self._ok_until = 0.0
         self._caught_up_at = None  # it may come back as something else (a restore, a clone)
+        self.replay_lsn = 0  # ... or behind where it was (see __init__)
         self.last = ProbeResult(ok=False, checked_at=now, error=message)
         first = not self.suspect
         self.suspect = True
@@ -170,8 +174,7 @@ class ReplicaHealth:
         not failures); ``shared`` as for :meth:`record_failure`."""
         result = self._bound_lag(result, own=shared)
         self.last = result
-        if result.replay_lsn is not None and result.replay_lsn > self.replay_lsn:
-            self.replay_lsn = result.replay_lsn
+        self.replay_lsn = (result.replay_lsn or 0) if result.in_recovery else 0
         now = result.checked_at
         if self.breaker.record_success(now):
             ramp = self.breaker.ramp_seconds

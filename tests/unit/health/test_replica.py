@@ -99,12 +99,18 @@ def test_a_lagging_replica_is_rechecked_sooner(clock: FakeClock) -> None:
     assert item.usable(clock.now)
 
 
-def test_replay_position_only_grows() -> None:
+def test_replay_position_follows_the_probes_and_a_failure_forgets_it() -> None:
+    # A replica restarted after a crash accepts reads from its minimum recovery point on,
+    # which may lie behind where it was: what was seen before must not vouch for it.
     item = health()
     item.record_probe(ProbeResult(ok=True, checked_at=0, in_recovery=True, replay_lsn=500))
-    item.record_probe(ProbeResult(ok=True, checked_at=1, in_recovery=True, replay_lsn=400))
     assert item.replayed(450, refresh=False)
-    assert not item.replayed(501, refresh=False)
+    item.record_failure("terminating connection due to administrator command")
+    assert not item.replayed(450, refresh=False)
+    item.record_probe(ProbeResult(ok=True, checked_at=1, in_recovery=True, replay_lsn=400))
+    assert item.replayed(400, refresh=False) and not item.replayed(450, refresh=False)
+    item.record_probe(ProbeResult(ok=True, checked_at=2, in_recovery=False))  # promoted
+    assert not item.replayed(1, refresh=False)
 
 
 def test_lag_after_an_idle_spell_counts_from_when_it_was_last_caught_up(clock: FakeClock) -> None:
