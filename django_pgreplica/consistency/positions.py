@@ -61,5 +61,9 @@ def _fresh_token(settings: Settings, state: RoutingState) -> ConsistencyToken:
             exc,
             settings.sticky_seconds,
         )
+        prior = state.token
+        if prior is not None and prior.lsn is not None:
+            # Keep what the client already had to see: the pin covers the new write only.
+            return ConsistencyToken(written_at=written_at, lsn=prior.lsn, pin=True)
         return ConsistencyToken(written_at=written_at)
     return ConsistencyToken(written_at=written_at, lsn=lsn).newer(state.token)

@@ -18,10 +18,19 @@ MAX_CLOCK_SKEW = 60.0
 @dataclass(frozen=True)
 class ConsistencyToken:
     """What a client must see: the primary's WAL position after its write (lsn mode) and
-    when it wrote (both modes). ``lsn`` is None in time mode."""
+    when it wrote (both modes). ``lsn`` is None in time mode. ``pin``: an LSN token that
+    also pins to the primary for STICKY_SECONDS from ``written_at`` (a later write whose
+    position could not be read: the position of the earlier ones still holds after it)."""
 
     written_at: float
     lsn: int | None = None
+    pin: bool = False
+
+    def pinned(self, settings: Settings, now: float) -> bool:
+        """Must reads go to the primary now (a time pin in force)?"""
+        if self.lsn is not None and not self.pin:
+            return False
+        return now - self.written_at <= settings.sticky_seconds
 
     def lifetime(self, settings: Settings) -> float:
         """An LSN token lasts until replayed (at most LSN_TOKEN_MAX_SECONDS); a time token
@@ -41,7 +50,12 @@ class ConsistencyToken:
 
 def encode_token(token: ConsistencyToken) -> str:
     """A signed, URL- and cookie-safe string (Django's signing, SECRET_KEY)."""
-    payload = [format_lsn(token.lsn) if token.lsn is not None else "", round(token.written_at, 3)]
+    payload: list[object] = [
+        format_lsn(token.lsn) if token.lsn is not None else "",
+        round(token.written_at, 3),
+    ]
+    if token.pin:
+        payload.append(1)
     return signing.dumps(payload, salt=TOKEN_SALT, compress=False)
 
 
@@ -52,9 +66,11 @@ def decode_token(
     if not value:
         return None
     try:
-        lsn_text, written_at = signing.loads(value, salt=TOKEN_SALT)
+        lsn_text, written_at, *rest = signing.loads(value, salt=TOKEN_SALT)
         token = ConsistencyToken(
-            written_at=float(written_at), lsn=parse_lsn(lsn_text) if lsn_text else None
+            written_at=float(written_at),
+            lsn=parse_lsn(lsn_text) if lsn_text else None,
+            pin=bool(rest and rest[0]) and bool(lsn_text),
         )
     except (signing.BadSignature, ValueError, TypeError):
         return None

@@ -181,11 +181,12 @@ def pending(settings: Settings, state: RoutingState) -> tuple[bool, int | None]:
     need = None
     if token is not None:
         mode = settings.read_your_writes
-        if mode == "off" or token.expired(settings, clock.wall()):
+        now = clock.wall()
+        if mode == "off" or token.expired(settings, now):
             state.token = token = None
-        elif mode == "time" or token.lsn is None:
+        elif mode == "time" or token.pinned(settings, now):
             return True, None
-        else:
+        elif token.lsn is not None:
             need = token.lsn
     if unscoped_writes.pending:
         need = _with_unscoped_writes(settings, need)

@@ -61,3 +61,21 @@ def test_the_lookup_waits_for_a_user_and_takes_the_newer_token(clock: FakeClock)
         request.user = FakeUser(3)  # type: ignore[assignment]  # the view authenticated it
         state.resolve_user()
         assert state.user_lookup is None and state.token.lsn == 500
+
+
+def test_a_pinned_lsn_token_pins_then_still_needs_its_position(clock: FakeClock) -> None:
+    from django_pgreplica.consistency import decode_token, encode_token
+    from django_pgreplica.routing.select import pending
+
+    with pgreplica_settings(STICKY_SECONDS=5):
+        settings = get_settings()
+        token = ConsistencyToken(written_at=clock.wall(), lsn=700, pin=True)
+        again = decode_token(encode_token(token), settings)
+        assert again is not None and again.pin and again.lsn == 700
+        assert pending(settings, RoutingState(token=again)) == (True, None)
+        clock.advance(6)  # the pin is over; the earlier writes' position still holds
+        assert pending(settings, RoutingState(token=again)) == (False, 700)
+        plain = decode_token(
+            encode_token(ConsistencyToken(written_at=clock.wall(), lsn=9)), settings
+        )
+        assert plain is not None and not plain.pin
