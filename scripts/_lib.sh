@@ -106,7 +106,7 @@ ensure_venv() {
     local python stamp hash
     if [[ ! -x "$PY" ]]; then
         python="$(find_python)" || die "Python 3.11+ is required (apt-get install python3 python3-venv)."
-        say "Creating virtualenv .venv with $python"
+        say "Creating virtualenv ${VENV#"$ROOT"/} with $python"
         "$python" -m venv "$VENV" \
             || die "'$python -m venv' failed; on Debian/Ubuntu: apt-get install python3-venv"
     fi
@@ -117,7 +117,7 @@ ensure_venv() {
         return 0
     fi
     if ! venv_matches_pyproject; then
-        say "Installing django-pgreplica and dev dependencies into .venv"
+        say "Installing django-pgreplica and dev dependencies into ${VENV#"$ROOT"/}"
         "$PY" -m pip install --quiet --upgrade pip
         "$PY" -m pip install --quiet -e ".[dev]"
     fi
