@@ -76,15 +76,10 @@ def _weight_quadratic(self: Any, now: float) -> float:
     """CircuitBreaker.weight with a quadratic ramp: RAMP_START + (1 - RAMP_START) * p**2."""
     from django_pgreplica.health.breaker import RAMP_START
 
-    c = self._c
-    if c.opened:
+    if self._c.opened:
         return 0.0
-    if c.recovered_at is None or self.ramp_seconds <= 0:
-        return 1.0
-    progress = (now - c.recovered_at) / self.ramp_seconds
-    if progress >= 1.0:
-        return 1.0
-    return float(RAMP_START + (1.0 - RAMP_START) * max(progress, 0.0) ** 2)
+    progress = self.ramp_progress(now)
+    return 1.0 if progress >= 1.0 else float(RAMP_START + (1.0 - RAMP_START) * progress**2)
 
 
 def evict(datadir: Path) -> tuple[int, int]:

@@ -12,17 +12,23 @@ export REDIS_URL
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
-# A Python >= 3.11 to create the virtualenv with ($PYTHON wins if set).
-find_python() {
-    local candidate
-    for candidate in ${PYTHON:-} python3 python3.13 python3.12 python3.11; do
-        if command -v "$candidate" >/dev/null 2>&1 \
-            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+# The first of the candidates that is a Python >= 3.$1.
+first_python() {
+    local minor="$1" candidate
+    shift
+    for candidate in "$@"; do
+        if [[ -n $candidate ]] && command -v "$candidate" >/dev/null 2>&1 \
+            && "$candidate" -c "import sys; sys.exit(sys.version_info < (3, $minor))" 2>/dev/null; then
             echo "$candidate"
             return 0
         fi
     done
     return 1
+}
+
+# A Python >= 3.11 to create the virtualenv with ($PYTHON wins if set).
+find_python() {
+    first_python 11 "${PYTHON:-}" python3 python3.13 python3.12 python3.11
 }
 
 # Are the current pyproject.toml's runtime + dev requirements (and entry points) what the
@@ -63,16 +69,8 @@ PY
 
 # A Python >= 3.12 for the Django 6 leg: on PATH, else one pyenv has.
 find_python312() {
-    local candidate
-    for candidate in ${PYTHON6:-} python3.13 python3.12 \
-        "$(pyenv prefix 3.13 2>/dev/null)/bin/python3" "$(pyenv prefix 3.12 2>/dev/null)/bin/python3"; do
-        if [[ -n $candidate ]] && command -v "$candidate" >/dev/null 2>&1 \
-            && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
-            echo "$candidate"
-            return 0
-        fi
-    done
-    return 1
+    first_python 12 "${PYTHON6:-}" python3.13 python3.12 \
+        "$(pyenv prefix 3.13 2>/dev/null)/bin/python3" "$(pyenv prefix 3.12 2>/dev/null)/bin/python3"
 }
 
 # The venv's Django matches the pin, else pip installs it (no-op once it does).

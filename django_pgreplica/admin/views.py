@@ -52,7 +52,7 @@ def replication_view(request: HttpRequest, site: AdminSite) -> TemplateResponse:
     """The page. ``site.admin_view`` has already let only active staff in."""
     if not request.user.has_perm(PERMISSION):
         raise PermissionDenied
-    report = check_replication()  # never raises for a server that is down
+    report = check_replication(with_routing=True)  # never raises for a server that is down
     request.current_app = site.name
     context = {
         **site.each_context(request),

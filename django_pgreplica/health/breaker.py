@@ -71,17 +71,21 @@ class CircuitBreaker:
             return CircuitState.HALF_OPEN
         return CircuitState.CLOSED
 
-    def weight(self, now: float) -> float:
-        """The share of the reads meant for this replica that it should take now."""
+    def ramp_progress(self, now: float) -> float:
+        """How far the ramp is, 0 (just recovered) to 1 (full share); 0 while open."""
         c = self._c
         if c.opened:
             return 0.0
         if c.recovered_at is None or self.ramp_seconds <= 0:
             return 1.0
-        progress = (now - c.recovered_at) / self.ramp_seconds
-        if progress >= 1.0:
-            return 1.0
-        return RAMP_START + (1.0 - RAMP_START) * max(progress, 0.0)
+        return min(1.0, max(0.0, (now - c.recovered_at) / self.ramp_seconds))
+
+    def weight(self, now: float) -> float:
+        """The share of the reads meant for this replica that it should take now."""
+        if self._c.opened:
+            return 0.0
+        progress = self.ramp_progress(now)
+        return 1.0 if progress >= 1.0 else RAMP_START + (1.0 - RAMP_START) * progress
 
     @property
     def failures(self) -> int:

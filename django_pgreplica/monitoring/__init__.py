@@ -92,11 +92,14 @@ def check_replication(
     thresholds: Thresholds | None = None,
     run: QueryRunner = django_runner,
     now: datetime | None = None,
+    with_routing: bool = False,
 ) -> Report:
     """Observe and evaluate the primary and the replica aliases (default: all of REPLICAS).
 
     Never raises for an unreachable server: that is part of the report. ``databases``
     limits the check to those replica aliases (ValueError for one that is not a replica).
+    ``with_routing`` adds where reads went (a CACHE read with CACHE set): for the
+    command and the admin page, not for every scrape or beat run.
     """
     settings = get_settings()
     aliases = settings.replicas if databases is None else tuple(databases)
@@ -126,6 +129,8 @@ def check_replication(
         for item in report.replicas:
             if item.reachable and item.slot_name:
                 _slot_memo[item.alias] = item.slot_name
+    if not with_routing:
+        return report
     return dataclasses.replace(report, routing=routing_view(settings))
 
 

@@ -110,6 +110,13 @@ def evaluate_replica(
     )
 
 
+# The primary's replay_lag is as of the standby's last reply, and the first reply after a
+# stall may still carry the lag from before it: it can read up to one
+# wal_receiver_status_interval (1 s as docs/postgresql.md recommends) low. Adding that keeps
+# it an upper bound, as the replica's figure is: at worst 1 s high, never low.
+REPLY_SLACK = 1.0
+
+
 def replica_lag(
     replica_side: float | None, row: StandbyRow | None, floor: float | None = None
 ) -> float | None:
@@ -128,7 +135,7 @@ def replica_lag(
         return 0.0
     estimate = replica_side
     if row is not None and row.replay_lag is not None:
-        primary_side = row.replay_lag + (row.reply_age or 0.0)
+        primary_side = row.replay_lag + (row.reply_age or 0.0) + REPLY_SLACK
         estimate = primary_side if estimate is None else min(estimate, primary_side)
     if floor is not None and estimate is not None:
         estimate = max(estimate, floor if replica_side is None else min(floor, replica_side))

@@ -132,7 +132,7 @@ class Command(BaseCommand):
         status = Status.UNKNOWN
         try:
             while True:
-                report = check_replication(databases, thresholds=thresholds)
+                report = check_replication(databases, thresholds=thresholds, with_routing=True)
                 status = report.status
                 self._show(report, as_json=options["json"], watching=watch is not None)
                 if watch is None:

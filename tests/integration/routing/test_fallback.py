@@ -25,6 +25,7 @@ from django_pgreplica.routers import ReplicaRouter
 from django_pgreplica.routing import stats
 from django_pgreplica.testing.plugin import wait_for_replay
 from testproject.shop.models import Product
+from tests.integration.routing.reads import timed_read
 from tests.support import BlackholeProxy, pgreplica_settings
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -74,14 +75,6 @@ def test_killed_replica_costs_no_failed_read(cluster: Any, product: Product) -> 
             assert read_once() == "default"
         assert stats.fallbacks().get("replica", 0) > fallbacks_before
     assert first_fallback < 1.0, first_fallback
-
-
-def timed_read() -> tuple[str, float]:
-    started = time.monotonic()
-    with scope():
-        alias = ReplicaRouter().db_for_read(Product)
-        assert list(Product.objects.values_list("name", flat=True)) == ["Lamp"]
-    return alias, time.monotonic() - started
 
 
 def until(predicate: Any, timeout: float) -> float:

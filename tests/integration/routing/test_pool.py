@@ -17,10 +17,10 @@ import pytest
 from django.db import connections
 
 from django_pgreplica.consistency import scope
-from django_pgreplica.routers import ReplicaRouter
 from django_pgreplica.routing.pool import bound_configured_pools
 from django_pgreplica.testing.plugin import wait_for_replay
 from testproject.shop.models import Product
+from tests.integration.routing.reads import timed_read
 from tests.support import pgreplica_settings
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -57,14 +57,6 @@ def pooled(pgreplica_cluster: Any) -> Iterator[float]:
         conn.settings_dict["OPTIONS"] = options
         if not pgreplica_cluster.is_running("replica1"):
             pgreplica_cluster.start("replica1")
-
-
-def timed_read() -> tuple[str, float]:
-    started = time.monotonic()
-    with scope():
-        alias = ReplicaRouter().db_for_read(Product)
-        assert list(Product.objects.values_list("name", flat=True)) == ["Lamp"]
-    return alias, time.monotonic() - started
 
 
 @pytest.mark.parametrize("fault", ["kill", "sigstop"])

@@ -24,7 +24,12 @@ from django_pgreplica.monitoring import (
     match_standbys,
 )
 from django_pgreplica.monitoring.audit import audit
-from django_pgreplica.monitoring.evaluate import evaluate_slot, lag_problems, replica_lag
+from django_pgreplica.monitoring.evaluate import (
+    REPLY_SLACK,
+    evaluate_slot,
+    lag_problems,
+    replica_lag,
+)
 from django_pgreplica.monitoring.queries import receiver_application_name
 from django_pgreplica.monitoring.render import render_text, report_to_dict
 from django_pgreplica.units import format_bytes, pg_setting_bytes, pg_setting_seconds
@@ -221,18 +226,18 @@ def test_lag_after_an_idle_spell_is_the_primarys_view_not_the_last_commits_age()
     behind = standby(101, "replica1", lag_bytes=160, replay_lag=7.5, reply_age=0.8)
     obs = [replica("replica", "replica1", lag_seconds=48.5, replay_paused=True)]
     item = report(primary(standbys=(behind,)), obs).replica("replica")
-    assert item.lag_seconds == pytest.approx(8.3)
+    assert item.lag_seconds == pytest.approx(8.3 + REPLY_SLACK)
     assert item.status is Status.WARNING and item.healthy
 
 
 def test_replica_lag_takes_the_smaller_bound_and_zero_when_nothing_is_missing() -> None:
     assert replica_lag(3.0, None) == 3.0  # no row: the replica's figure
-    assert replica_lag(None, standby(1, "r", replay_lag=2.0, lag_bytes=10)) == 2.0
+    assert replica_lag(None, standby(1, "r", replay_lag=2.0, lag_bytes=10)) == 2.0 + REPLY_SLACK
     assert replica_lag(1.0, standby(1, "r", replay_lag=2.0, reply_age=5.0, lag_bytes=10)) == 1.0
     assert replica_lag(12.0, standby(1, "r", replay_lag=None, lag_bytes=10)) == 12.0
     assert replica_lag(48.5, standby(1, "r", replay_lag=None, lag_bytes=0)) == 0.0
     # The first reply after a stall still says 4 ms; the newest unreplayed WAL came 1.2 s ago.
-    stale_reply = standby(1, "r", replay_lag=0.004, reply_age=0.2, lag_bytes=10)
+    stale_reply = standby(1, "r", replay_lag=0.004, reply_age=0.0, lag_bytes=10)
     assert replica_lag(9.0, stale_reply, floor=1.2) == 1.2
     assert replica_lag(0.5, stale_reply, floor=1.2) == 0.5  # never above the replica's own
 
