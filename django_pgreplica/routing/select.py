@@ -36,16 +36,6 @@ from .stats import (
 logger = logging.getLogger("django_pgreplica.router")
 
 
-def in_user_atomic(conn: Any) -> bool:
-    """Is this connection inside ``atomic()`` (other than a TestCase's own)?"""
-    if not conn.in_atomic_block:
-        return False
-    blocks = getattr(conn, "atomic_blocks", None)
-    if not blocks:
-        return True
-    return any(not getattr(block, "_from_testcase", False) for block in blocks)
-
-
 def choose_replica(settings: Settings, state: RoutingState, now: float) -> str | None:
     """A random eligible replica; replicas after the first good one are not even probed.
 
@@ -145,7 +135,8 @@ def decide(settings: Settings, state: RoutingState, conn: Any) -> tuple[str, str
         return primary, REASON_PINNED
     if not settings.replicas:
         return primary, REASON_NO_REPLICA
-    if conn.in_atomic_block and in_user_atomic(conn):
+    if conn.in_atomic_block:
+        # Also a TestCase's own transaction: its uncommitted rows exist only on the primary.
         return primary, REASON_ATOMIC
     time_pinned, need = pending(settings, state)
     if time_pinned:
