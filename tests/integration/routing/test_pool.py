@@ -1,4 +1,5 @@
-"""Django's native pool on a replica: a dead or hung replica costs connect_timeout, once.
+"""Django's native pool: a dead or hung replica costs connect_timeout, once, and pools on
+both aliases route, fall back and recover without probes adding pools or connections.
 
 psycopg_pool's getconn() would wait its own 30 s; django-pgreplica gives a replica's pool
 its connect_timeout (at app ready; here the fixture runs the same function after turning
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -100,3 +102,108 @@ def test_a_pooled_replica_serves_at_once_when_it_comes_back(
             time.sleep(0.02)
     assert any(alias == "replica" for alias, _ in reads), reads
     assert all(took < 0.5 for _, took in reads), reads
+
+
+APP_NAME = "pgreplica-pool-test"
+POOL = {"min_size": 2, "max_size": 4}
+
+
+@pytest.fixture
+def pooled_everywhere(pgreplica_cluster: Any) -> Iterator[None]:
+    """The primary and the replica alias each on a pool, as a 5.2 site turns it on; every
+    connection of this process to them (probes included) carries APP_NAME."""
+    with scope():
+        Product.objects.create(name="Lamp", slug="lamp", price=10)
+    wait_for_replay()
+    saved = {}
+    for alias in ("default", "replica"):
+        conn = connections[alias]
+        conn.close()
+        saved[alias] = conn.settings_dict["OPTIONS"]
+        conn.settings_dict["OPTIONS"] = {**saved[alias], "pool": POOL, "application_name": APP_NAME}
+    with pgreplica_settings(REPLICAS=["replica"]):
+        bound_configured_pools()
+    try:
+        yield
+    finally:
+        for alias, options in saved.items():
+            conn = connections[alias]
+            conn.close()
+            conn.close_pool()
+            conn.settings_dict["OPTIONS"] = options
+        if not pgreplica_cluster.is_running("replica1"):
+            pgreplica_cluster.start("replica1")
+
+
+def backends(port: int) -> int:
+    """Connections of this process's aliases open on the server at ``port``."""
+    import psycopg
+
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres") as c:
+        row = c.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APP_NAME,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def read_and_write_from_threads(seconds: float) -> list[str]:
+    """Four request threads, each a scope per read and a write now and then; returns the
+    aliases that served the tokenless reads."""
+    served: list[str] = []
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                served.append(timed_read()[0])
+                if n == 0:
+                    with scope():
+                        Product.objects.filter(slug="lamp").update(stock=n)
+                time.sleep(0.005)
+        except BaseException as exc:  # reported below, in the test thread
+            errors.append(exc)
+        finally:
+            connections.close_all()  # a request thread gives its connections back
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return served
+
+
+def test_pools_on_both_aliases_route_and_probes_open_no_pool_or_connection_of_their_own(
+    pgreplica_cluster: Any, pooled_everywhere: None
+) -> None:
+    """One pool per alias per process whatever the probes do: the background health checks
+    (every 0.1 s here) borrow from it or, for a failed replica, open one short-lived
+    connection; a killed replica costs no read and its pool is rebuilt, not added to."""
+    primary_port = pgreplica_cluster.primary.port
+    replica_port = pgreplica_cluster.node("replica1").port
+    pools = type(connections["default"])._connection_pools
+    with pgreplica_settings(**SETTINGS):
+        served = read_and_write_from_threads(2.0)
+        assert served.count("replica") > len(served) * 0.9, served
+        assert set(pools) == {"default", "replica"}
+        assert POOL["min_size"] <= backends(replica_port) <= POOL["max_size"] + 1
+        assert POOL["min_size"] <= backends(primary_port) <= POOL["max_size"] + 1
+
+        pgreplica_cluster.kill("replica1")
+        # Every read answered (timed_read checks the rows): the first ones chose the
+        # replica and were rerun on the primary, the rest went there at once.
+        served = read_and_write_from_threads(1.5)
+        assert served[-20:] == ["default"] * 20, served
+        pgreplica_cluster.start("replica1")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and timed_read()[0] != "replica":
+            time.sleep(0.05)
+        served = read_and_write_from_threads(2.0)
+        assert served.count("replica") > len(served) * 0.9, served
+        assert set(pools) == {"default", "replica"}
+        time.sleep(0.5)  # the discarded pool closes in the background
+        assert POOL["min_size"] <= backends(replica_port) <= POOL["max_size"] + 1
+        assert POOL["min_size"] <= backends(primary_port) <= POOL["max_size"] + 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 from django.conf import settings
@@ -100,7 +100,7 @@ class AllDatabasesTestCase(TestCase):
     its own connection to the replica, which cannot see the test's rows: the router does not
     send reads there."""
 
-    databases: ClassVar[Any] = "__all__"
+    databases = "__all__"
 
     def test_reads_stay_on_the_primary(self) -> None:
         Product.objects.create(name="Kettle", slug="kettle", price=Decimal("30"), stock=2)
@@ -114,7 +114,7 @@ class CommittingTestCase(TransactionTestCase):
     """The control: a TransactionTestCase commits, so its reads go to replicas as in
     production — the rule above is about the TestCase's transaction, not about tests."""
 
-    databases: ClassVar[Any] = "__all__"
+    databases = "__all__"
 
     def test_reads_go_to_a_replica(self) -> None:
         Product.objects.create(name="Scale", slug="scale", price=Decimal("40"), stock=3)
