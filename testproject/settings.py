@@ -27,7 +27,7 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 SECRET_KEY = os.environ.get(
     "DJANGO_SECRET_KEY", "django-insecure-pgreplica-demo-key-do-not-use-in-production"
 )
-# The demo listens on 0.0.0.0, so in DEBUG any Host is accepted (reach it from another box).
+# In DEBUG any Host is accepted: `scripts/demo --bind 0.0.0.0` is reached by other names.
 ALLOWED_HOSTS = [
     host.strip()
     for host in os.environ.get(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.db import connections
@@ -108,14 +109,8 @@ def _payload(request: HttpRequest) -> dict[str, Any]:
     return request.POST.dict()
 
 
-@csrf_exempt  # API clients send JSON without a CSRF cookie
-@require_POST
-def api_orders(request: HttpRequest) -> JsonResponse:
-    """Create an order: ``{"product": "<slug>", "quantity": 1, "email": "a@b.c"}``."""
-    data = _payload(request)
-    product = Product.objects.filter(slug=str(data.get("product", ""))).first()
-    if product is None:
-        return JsonResponse({"errors": {"product": ["Unknown product."]}}, status=400)
+def _order_response(product: Product, data: dict[str, Any]) -> JsonResponse:
+    """Validate ``data`` and order ``product``: 201 with the order, else 400 or 409."""
     form = OrderForm({"quantity": data.get("quantity", 1), "email": data.get("email", "")})
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
@@ -124,6 +119,28 @@ def api_orders(request: HttpRequest) -> JsonResponse:
     except OutOfStockError:
         return JsonResponse({"errors": {"quantity": ["Not enough stock left."]}}, status=409)
     return JsonResponse(order_json(order), status=201)
+
+
+@csrf_exempt  # API clients send JSON without a CSRF cookie
+@require_POST
+def api_orders(request: HttpRequest) -> JsonResponse:
+    """Create an order: ``{"product": "<slug>", "quantity": 1, "email": "a@b.c"}``."""
+    data = _payload(request)
+    product = Product.objects.filter(slug=str(data.get("product", ""))).first()
+    if product is None:
+        return JsonResponse({"errors": {"product": ["Unknown product."]}}, status=400)
+    return _order_response(product, data)
+
+
+@csrf_exempt
+@require_POST
+async def api_product_orders(request: HttpRequest, slug: str) -> JsonResponse:
+    """Order a product from async code: ``{"quantity": 1, "email": "a@b.c"}``. The order's
+    transaction runs in a thread (``sync_to_async``): the async ORM has no transactions."""
+    product = await Product.objects.filter(slug=slug).afirst()
+    if product is None:
+        return JsonResponse({"error": "product not found"}, status=404)
+    return await sync_to_async(_order_response)(product, _payload(request))
 
 
 @require_GET
