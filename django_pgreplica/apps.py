@@ -54,7 +54,7 @@ class PgReplicaConfig(AppConfig):
             prometheus.register()
         from .contrib import tasks
 
-        tasks.connect()  # django.tasks (Django 6.0+); nothing on older Django
+        tasks.connect()  # django.tasks (6.0+) or the django-tasks backport, when installed
         if _installed("celery"):
             from .contrib import celery
 

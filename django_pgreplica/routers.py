@@ -8,6 +8,7 @@ from typing import Any
 
 from .conf import get_settings
 from .consistency import current_state
+from .contrib.tasks import QUEUE_APP_LABELS
 from .routing.select import route_read
 
 
@@ -15,7 +16,10 @@ class ReplicaRouter:
     """Database router for one PostgreSQL primary and its streaming replicas."""
 
     def db_for_read(self, model: Any, **hints: Any) -> str | None:
-        return route_read(get_settings(), current_state())
+        settings = get_settings()
+        if model._meta.app_label in QUEUE_APP_LABELS:
+            return settings.primary  # a task queue: its worker locks what it reads there
+        return route_read(settings, current_state())
 
     def db_for_write(self, model: Any, **hints: Any) -> str | None:
         return get_settings().primary

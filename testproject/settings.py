@@ -159,6 +159,19 @@ PGREPLICA: dict[str, Any] = {
     "LAG_CRITICAL_BYTES": 100 * 1024 * 1024,
 }
 
+# Shared replica health and fleet-wide routing counts (PGREPLICA["CACHE"]) when a Redis URL
+# is given: what one worker learns about a replica spares the others, and /metrics from any
+# worker counts the reads of all of them.
+PGREPLICA_CACHE_URL = os.environ.get("PGREPLICA_CACHE_URL", "")
+CACHES: dict[str, Any] = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if PGREPLICA_CACHE_URL:
+    CACHES["pgreplica"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": PGREPLICA_CACHE_URL,
+        "KEY_PREFIX": os.environ.get("PGREPLICA_CACHE_PREFIX", "demo"),
+    }
+    PGREPLICA["CACHE"] = "pgreplica"
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS: list[dict[str, str]] = []  # demo credentials are admin/admin

@@ -8,8 +8,12 @@ own cluster, so the addresses below are placeholders.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 from typing import Any
+
+import django
 
 SECRET_KEY = "django-pgreplica-tests"
 DEBUG = False
@@ -76,6 +80,24 @@ DATABASES = {
 }
 DATABASE_ROUTERS = ["django_pgreplica.routers.ReplicaRouter"]
 PGREPLICA: dict[str, Any] = {"PRIMARY": "default", "REPLICAS": ["replica", "replica2"]}
+
+# A worker process a test starts reaches the same test databases (the plugin repoints them
+# only in the pytest process) and may run with other PGREPLICA values (JSON objects).
+for _alias, _params in json.loads(os.environ.get("PGREPLICA_TEST_DATABASES", "{}")).items():
+    DATABASES[_alias].update(_params)
+PGREPLICA.update(json.loads(os.environ.get("PGREPLICA_TEST_OVERRIDES", "{}")))
+
+# django.tasks with a real worker (db_worker): django-tasks-db's database backend, with the
+# django-tasks backport before Django 6. Its own alias: "default" stays the immediate one.
+_TASKS = "django.tasks" if django.VERSION >= (6, 0) else "django_tasks"
+if importlib.util.find_spec("django_tasks_db") and importlib.util.find_spec(_TASKS):
+    if _TASKS == "django_tasks":
+        INSTALLED_APPS.append(_TASKS)  # the backport is an app; django.tasks is not
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS = {
+        "default": {"BACKEND": f"{_TASKS}.backends.immediate.ImmediateBackend"},
+        "database": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+    }
 
 # Celery: a real broker for the tests that start a worker; the demo's app reads these.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

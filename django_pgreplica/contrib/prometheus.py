@@ -7,8 +7,11 @@ replication state from :func:`~django_pgreplica.monitoring.check_replication`, c
 ``PGREPLICA["METRICS_CACHE_SECONDS"]`` so several scrapers cost one check. Nothing is set
 from a Celery worker, whose registry no web scrape would see.
 
-Counters and circuit states are per process, like django-prometheus's own: scrape every
-worker process (or run one) to see them all. With ``PROMETHEUS_MULTIPROC_DIR`` set,
+With ``PGREPLICA["CACHE"]`` set, the counters are the whole fleet's (every process that
+publishes through that cache, see :mod:`django_pgreplica.routing.fleet`), whichever worker
+serves the scrape, and the circuit and weight gauges are this process's view, which shared
+health keeps the same in every process within a HEALTH_CHECK_INTERVAL. Without CACHE they
+are this process's, like django-prometheus's own. With ``PROMETHEUS_MULTIPROC_DIR`` set,
 django-prometheus's view exports a fresh multiprocess registry instead of ``REGISTRY``, so
 this collector is not on its page; expose it from a view of your own with
 ``generate_latest(registry)`` after ``register(registry)``.
@@ -30,6 +33,7 @@ Series (labels in braces):
   replay a client's token (outcome ``replayed`` or ``timeout``)
 - ``django_pgreplica_slot_retained_bytes{slot}``, ``django_pgreplica_slot_active{slot}``,
   ``django_pgreplica_slot_safe_wal_size_bytes{slot}``: replication slots on the primary
+- ``django_pgreplica_routing_processes``: processes the counters sum (1 without CACHE)
 - ``django_pgreplica_primary_up``: 1 when the primary answered
 - ``django_pgreplica_replication_status``: worst of all, 0-2, 3 UNKNOWN (primary down)
 """
@@ -53,8 +57,9 @@ from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 from .. import clock as clockmod
 from ..conf import get_settings
 from ..health import circuit_state, replica_weight
-from ..monitoring import Report, check_replication
+from ..monitoring import Report, check_replication, routing_view
 from ..routing import stats
+from ..routing.stats import RoutingCounts
 
 logger = logging.getLogger("django_pgreplica.metrics")
 
@@ -70,6 +75,7 @@ class ReplicationCollector(Collector):
         self._clock: Clock = clock or (lambda: clockmod.monotonic())
         self._cached: tuple[float, Report] | None = None
         self._lock = threading.Lock()
+        self._fleet_failing = False
 
     def describe(self) -> Iterable[Metric]:
         # Names only: without describe() the registry would call collect() at registration.
@@ -77,7 +83,7 @@ class ReplicationCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         families = _Families()
-        families.add_routing()
+        families.add_routing(self.routing_counts())
         report = self.report()
         if report is not None:
             families.add_report(report)
@@ -100,6 +106,19 @@ class ReplicationCollector(Collector):
                 return None
             self._cached = (self._clock(), report)
             return report
+
+    def routing_counts(self) -> RoutingCounts:
+        """Every process's counts with CACHE (one ``get_many``), else this process's."""
+        view = routing_view(get_settings())
+        if view.counts is not None:
+            if self._fleet_failing:
+                logger.warning("replication metrics: routing counts of every process again")
+            self._fleet_failing = False
+            return view.counts
+        if not self._fleet_failing:
+            logger.warning("replication metrics: %s; exporting this process's counts", view.note)
+        self._fleet_failing = True
+        return stats.snapshot()
 
     def clear_cache(self) -> None:
         self._cached = None
@@ -165,6 +184,12 @@ class _Families:
             "WAL that may still be written before the slot is invalidated.",
             slot,
         )
+        self.processes = gauge(
+            "routing_processes",
+            "Processes whose routing counts the counters sum: those publishing through CACHE "
+            "(the counters also keep stopped processes' counts), else 1 (this process).",
+            [],
+        )
         self.primary_up = gauge("primary_up", "1 when the primary answered the check.", [])
         self.overall = gauge(
             "replication_status",
@@ -175,20 +200,21 @@ class _Families:
     def all(self) -> list[Metric]:
         return [value for value in vars(self).values() if isinstance(value, Metric)]
 
-    def add_routing(self) -> None:
+    def add_routing(self, counts: RoutingCounts) -> None:
         settings = get_settings()
-        fallbacks = dict.fromkeys(settings.replicas, 0) | stats.fallbacks()
+        fallbacks = dict.fromkeys(settings.replicas, 0) | counts.fallbacks
         for alias, count in sorted(fallbacks.items()):
             self.fallback.add_metric([alias], count)
             self.circuit.add_metric([alias], int(circuit_state(alias)))
             self.weight.add_metric([alias], replica_weight(alias))
-        reads = stats.reads()
+        self.processes.add_metric([], counts.processes)
+        reads = dict(counts.reads)
         for database in (settings.primary, *settings.replicas):
             for reason in stats.READ_REASONS:
                 reads.setdefault((database, reason), 0)
         for (database, reason), count in sorted(reads.items()):
             self.reads.add_metric([database, reason], count)
-        for outcome, histogram in sorted(stats.replay_waits().items()):
+        for outcome, histogram in sorted(counts.waits.items()):
             buckets = [
                 ("+Inf" if bound == float("inf") else repr(bound), count)
                 for bound, count in histogram.cumulative()

@@ -1,4 +1,5 @@
-"""Read-your-writes for Django's own tasks framework (``django.tasks``, Django 6.0+).
+"""Read-your-writes for Django's own tasks framework (``django.tasks``, Django 6.0+, or
+the django-tasks backport's ``django_tasks`` before that).
 
 A task must see every write made before it was enqueued. Django's task backends carry no
 headers to hand a token over, so a worker runs each task in a routing scope whose token is
@@ -10,10 +11,18 @@ for STICKY_SECONDS from when it was enqueued.
 
 A task run inline by the enqueuing code (``ImmediateBackend`` inside a request or Celery
 task) simply stays in that scope: it sees the caller's writes, committed or not.
+
+A backend that keeps its queue in the database (django-tasks-db) must read it on the
+primary: its worker claims a task with ``select_for_update()`` inside
+``transaction.atomic(using=<the queryset's read alias>)``, which on a replica alias leaves
+the locking query (sent to the primary) outside any transaction, and the worker dies; a
+lagging replica would also hide new tasks and fresh results. So ``ReplicaRouter`` reads
+the models of :data:`QUEUE_APP_LABELS` on the primary.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from contextvars import Token
@@ -72,11 +81,20 @@ def task_finished(sender: Any, task_result: Any, **kwargs: Any) -> None:
 
 
 def connect() -> bool:
-    """Hook into ``django.tasks`` signals; False on a Django without it (before 6.0)."""
-    try:
-        from django.tasks import signals
-    except ImportError:
-        return False
-    signals.task_started.connect(task_started, dispatch_uid="django_pgreplica.task_started")
-    signals.task_finished.connect(task_finished, dispatch_uid="django_pgreplica.task_finished")
-    return True
+    """Hook into the task signals of ``django.tasks`` and of the django-tasks backport,
+    whichever are installed; False when neither is."""
+    connected = False
+    for module in ("django.tasks.signals", "django_tasks.signals"):
+        try:
+            signals = importlib.import_module(module)
+        except ImportError:
+            continue
+        signals.task_started.connect(task_started, dispatch_uid="django_pgreplica.task_started")
+        signals.task_finished.connect(task_finished, dispatch_uid="django_pgreplica.task_finished")
+        connected = True
+    return connected
+
+
+# App labels of task backends whose queue is a database table: django-tasks-db's (also
+# the label of the django-tasks backport's database backend before 0.12).
+QUEUE_APP_LABELS = frozenset({"django_tasks_database"})

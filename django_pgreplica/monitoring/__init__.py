@@ -70,6 +70,7 @@ __all__ = [
     "match_standbys",
     "render_text",
     "report_to_dict",
+    "routing_view",
 ]
 
 # alias -> slot name last seen in use by it, so a replica that is down now still has its
@@ -139,6 +140,8 @@ def routing_view(settings: Settings) -> RoutingView:
     if settings.cache is None:
         return RoutingView("process", stats.snapshot())
     try:
-        return RoutingView("fleet", fleet.fleet_counts(settings.cache))
+        return RoutingView(
+            "fleet", fleet.fleet_counts(settings.cache, settings.health_check_interval)
+        )
     except Exception as exc:
         return RoutingView("fleet", None, f"CACHE {settings.cache!r} unreadable: {one_line(exc)}")

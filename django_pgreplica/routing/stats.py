@@ -104,10 +104,10 @@ class WaitHistogram:
         self.count += 1
         self.total += seconds
 
-    def merge(self, other: WaitHistogram) -> None:
-        self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
-        self.count += other.count
-        self.total += other.total
+    def merge(self, other: WaitHistogram, sign: int = 1) -> None:
+        self.buckets = [a + sign * b for a, b in zip(self.buckets, other.buckets, strict=True)]
+        self.count += sign * other.count
+        self.total += sign * other.total
 
     def quantile(self, q: float) -> float | None:
         """The upper bound of the bucket holding the ``q`` quantile (None: no waits)."""
@@ -191,14 +191,15 @@ class RoutingCounts:
             total.merge(histogram)
         return total
 
-    def add(self, other: RoutingCounts) -> None:
+    def add(self, other: RoutingCounts, sign: int = 1) -> None:
+        """Add ``other``'s counts (``sign=-1``: take them away, ``processes`` included)."""
         for key, n in other.reads.items():
-            self.reads[key] = self.reads.get(key, 0) + n
+            self.reads[key] = self.reads.get(key, 0) + sign * n
         for outcome, histogram in other.waits.items():
-            self.waits.setdefault(outcome, WaitHistogram()).merge(histogram)
+            self.waits.setdefault(outcome, WaitHistogram()).merge(histogram, sign)
         for replica, n in other.fallbacks.items():
-            self.fallbacks[replica] = self.fallbacks.get(replica, 0) + n
-        self.processes += other.processes
+            self.fallbacks[replica] = self.fallbacks.get(replica, 0) + sign * n
+        self.processes += sign * other.processes
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -5,6 +5,7 @@ placing an order from the primary (or from a replica that has replayed the order
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -179,5 +180,6 @@ def whoami_db(request: HttpRequest) -> JsonResponse:
             "primary": config.get("PRIMARY", "default"),
             "replicas": list(config.get("REPLICAS") or []),
             "sample_product": first.slug if first else None,
+            "worker_pid": os.getpid(),  # which process of a multi-worker server answered
         }
     )

@@ -1,16 +1,20 @@
 """The operations kit (compose.yaml, docker/, ops/) is consistent with the code it runs.
 
-No Docker engine is needed (none runs here): these tests read the files, and promtool
-checks the Prometheus configuration.
+No Docker engine is needed (none runs here): these tests read the files, check-jsonschema
+validates compose.yaml against the Compose Specification's schema, and promtool checks the
+Prometheus configuration.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import itertools
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -111,6 +115,60 @@ def test_compose_parses_with_the_expected_services() -> None:
         "grafana",
     }
     assert expected <= found, f"missing: {sorted(expected - found)}"
+
+
+def check_compose_schema(path: Path) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema against the Compose Specification's schema, which it ships (no
+    download): the schema `docker compose` itself validates with."""
+    assert importlib.util.find_spec("check_jsonschema"), (
+        "check-jsonschema is missing: pip install -e '.[dev]' (scripts/test does)"
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
+         str(path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    result = check_compose_schema(COMPOSE)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _misspell_a_service_key(data: dict[str, Any]) -> None:
+    data["services"]["web"]["enviroment"] = data["services"]["web"].pop("environment")
+
+
+def _unknown_depends_on_condition(data: dict[str, Any]) -> None:
+    data["services"]["replica1"]["depends_on"]["primary"]["condition"] = "service_ready"
+
+
+def _volumes_as_a_list(data: dict[str, Any]) -> None:
+    data["volumes"] = list(data["volumes"])
+
+
+@pytest.mark.parametrize(
+    ("breakage", "where"),
+    [
+        (_misspell_a_service_key, "$.services.web"),
+        (_unknown_depends_on_condition, "$.services.replica1.depends_on.primary.condition"),
+        (_volumes_as_a_list, "$.volumes"),
+    ],
+)
+def test_the_schema_check_rejects_a_broken_compose_file(
+    tmp_path: Path, breakage: Callable[[dict[str, Any]], None], where: str
+) -> None:
+    """So the test above can fail: each mistake is caught, and reported where it is."""
+    data = load_compose()
+    intact = tmp_path / "intact.yaml"
+    intact.write_text(yaml.safe_dump(data))
+    assert check_compose_schema(intact).returncode == 0  # the round trip alone breaks nothing
+    breakage(data)
+    broken = tmp_path / "compose.yaml"
+    broken.write_text(yaml.safe_dump(data))
+    result = check_compose_schema(broken)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{where}:" in result.stdout, result.stdout
 
 
 def test_every_bind_mount_exists() -> None:
