@@ -12,6 +12,9 @@ export REDIS_URL
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf '\033[31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
+# shellcheck source=scripts/_patroni.sh
+source "$ROOT/scripts/_patroni.sh"
+
 # The first of the candidates that is a Python >= 3.$1.
 first_python() {
     local minor="$1" candidate

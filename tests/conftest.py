@@ -11,7 +11,7 @@ import pytest
 from django_pgreplica.clock import FakeClock
 
 # Starts (or reuses) the test cluster and points every database alias at it.
-pytest_plugins = ["django_pgreplica.testing.plugin"]
+pytest_plugins = ["django_pgreplica.testing.plugin", "django_pgreplica.testing.patroni_plugin"]
 
 TEST_QUEUE = "pgreplica-tests"
 

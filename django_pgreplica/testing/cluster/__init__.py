@@ -36,6 +36,12 @@ Modules: :mod:`.binaries` (finding the server), :mod:`.processes` (ports, pids, 
 :mod:`.nodes` (:class:`Node`, :class:`NodeStatus`), :mod:`.base` (directory, commands, SQL),
 :mod:`.building` (initdb, clone, pgconf/), :mod:`.status` (status, waiting),
 :mod:`.cluster` (:class:`Cluster`: up, down, faults), :mod:`.cli` (:func:`main`).
+
+``python -m django_pgreplica.testing.cluster patroni up|down|status|env|switchover|
+kill-leader|hang|resume|wait-leader|wait-healthy`` runs a Patroni cluster instead (etcd +
+N Patroni members, same ``pgconf/`` settings): :class:`PatroniCluster` in :mod:`.patroni`,
+with :mod:`.patroni_setup` (ports, executables, configuration), :mod:`.patroni_status`
+(:class:`PatroniStatus`, :class:`MemberStatus`) and :mod:`.patroni_cli`.
 """
 
 from __future__ import annotations
@@ -48,12 +54,17 @@ from .cli import main
 from .cluster import Cluster
 from .errors import ClusterError
 from .nodes import HOST, SUPERUSER, Node, NodeStatus, Role
+from .patroni import HangTarget, KilledLeader, PatroniCluster
+from .patroni_setup import DEFAULT_PATRONI_DIR, DEFAULT_PATRONI_PORT, SyncMode
+from .patroni_status import MemberStatus, PatroniStatus
 from .processes import free_base_port, pid_alive, port_in_use
 
 __all__ = [
     "CONFIG_FILE",
     "DEFAULT_DBNAME",
     "DEFAULT_DIR",
+    "DEFAULT_PATRONI_DIR",
+    "DEFAULT_PATRONI_PORT",
     "DEFAULT_PORT",
     "HOST",
     "INSTALL_HINT",
@@ -62,9 +73,15 @@ __all__ = [
     "SUPERUSER",
     "Cluster",
     "ClusterError",
+    "HangTarget",
+    "KilledLeader",
+    "MemberStatus",
     "Node",
     "NodeStatus",
+    "PatroniCluster",
+    "PatroniStatus",
     "Role",
+    "SyncMode",
     "find_bindir",
     "free_base_port",
     "main",

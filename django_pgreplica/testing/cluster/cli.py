@@ -19,6 +19,7 @@ from .base import DEFAULT_DBNAME, DEFAULT_DIR, DEFAULT_PORT
 from .cluster import Cluster
 from .errors import ClusterError
 from .nodes import NodeStatus
+from .patroni_cli import add_patroni_commands, run_patroni
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     ]:
         cmd = sub.add_parser(name, parents=[common], help=text)
         cmd.add_argument("name", help="node name: primary, replica1, replica2, ...")
+    add_patroni_commands(sub)
     return parser
 
 
@@ -85,6 +87,8 @@ def _print_status(statuses: list[NodeStatus], as_json: bool) -> None:
 
 
 def _run_command(args: argparse.Namespace) -> int:
+    if args.command == "patroni":
+        return run_patroni(args)
     if args.command == "up":
         cluster = Cluster(args.dir, port=args.port, replicas=args.replicas, dbname=args.dbname)
         started = time.monotonic()
