@@ -6,13 +6,31 @@ No Django imports: the cluster tool uses this module too.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
-# The primary's insert position plus what record_end_lsn() needs to interpret it.
+# The primary's insert position plus what record_end_lsn() needs to interpret it, and the
+# timeline it writes on (the first 8 hex digits of its current WAL file's name): an LSN
+# means something only within one timeline, and a failover starts a new one.
 WAL_POSITION_SQL = (
     "SELECT pg_current_wal_insert_lsn()::text, current_setting('wal_block_size')::int, "
-    "pg_size_bytes(current_setting('wal_segment_size'))"
+    "pg_size_bytes(current_setting('wal_segment_size')), "
+    "('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int"
 )
+
+
+class Position(NamedTuple):
+    """A WAL position and the timeline it is on (None: unknown, compare positions only)."""
+
+    lsn: int
+    timeline: int | None = None
+
+    def covers(self, need: Position) -> bool:
+        """Does a server that has replayed up to here show every write up to ``need``? Only
+        on the same timeline: a server on another one may have forked before ``need``."""
+        if need.timeline is not None and self.timeline != need.timeline:
+            return False
+        return self.lsn >= need.lsn
+
 
 # XLOG page header sizes (access/xlog_internal.h): a segment's first page has the long one.
 SHORT_PAGE_HEADER = 24
@@ -57,5 +75,10 @@ def record_end_lsn(lsn: int, wal_block_size: int = 8192, wal_segment_size: int =
 
 def wal_target(row: Sequence[Any]) -> int:
     """The position a replica must replay to show every commit, from a WAL_POSITION_SQL row."""
-    lsn, block_size, segment_size = row
+    lsn, block_size, segment_size = row[:3]
     return record_end_lsn(parse_lsn(str(lsn)), int(block_size), int(segment_size))
+
+
+def wal_position(row: Sequence[Any]) -> Position:
+    """:func:`wal_target` with the primary's timeline, from a WAL_POSITION_SQL row."""
+    return Position(wal_target(row), int(row[3]))

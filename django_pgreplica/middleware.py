@@ -97,12 +97,12 @@ def drop_replayed_token(
 ) -> None:
     """Delete a token cookie every replica has replayed: it has nothing left to say."""
     carried = state.token
+    need = None if carried is None else carried.position
     if (
         not state.wrote
-        and carried is not None
-        and carried.lsn is not None
+        and need is not None
         and settings.cookie_name in request.COOKIES
-        and replayed_everywhere(settings.replicas, carried.lsn)
+        and replayed_everywhere(settings.replicas, need)
     ):
         samesite: Any = settings.cookie_samesite  # one of SAMESITE_VALUES
         response.delete_cookie(settings.cookie_name, samesite=samesite)

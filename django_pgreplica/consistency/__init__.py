@@ -21,7 +21,7 @@ from .context import (
     scope,
     use_primary,
 )
-from .positions import current_wal_lsn, outgoing_token
+from .positions import current_wal_lsn, current_wal_position, outgoing_token
 from .tokens import ConsistencyToken, decode_token, encode_token
 from .writes import is_write_sql, unscoped_writes, write_detector
 
@@ -32,6 +32,7 @@ __all__ = [
     "begin",
     "current_state",
     "current_wal_lsn",
+    "current_wal_position",
     "decode_token",
     "encode_token",
     "end",

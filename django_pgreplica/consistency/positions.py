@@ -9,19 +9,24 @@ from django.db import connections
 from .. import clock
 from ..conf import Settings, get_settings
 from ..db import fetch_one
-from ..lsn import WAL_POSITION_SQL, wal_target
+from ..lsn import WAL_POSITION_SQL, Position, wal_position
 from .context import RoutingState
 from .tokens import ConsistencyToken
 
 logger = logging.getLogger("django_pgreplica.consistency")
 
 
-def current_wal_lsn(primary: str) -> int:
-    """The end of the primary's last WAL record: every write committed so far lies before it.
+def current_wal_position(primary: str) -> Position:
+    """The end of the primary's last WAL record, on its timeline: every write committed so
+    far lies before it.
 
     Taken after commit, so a replica that has replayed up to here shows the writes.
     """
-    return wal_target(fetch_one(primary, WAL_POSITION_SQL))
+    return wal_position(fetch_one(primary, WAL_POSITION_SQL))
+
+
+def current_wal_lsn(primary: str) -> int:
+    return current_wal_position(primary).lsn
 
 
 def outgoing_token(state: RoutingState) -> ConsistencyToken | None:
@@ -53,7 +58,7 @@ def _fresh_token(settings: Settings, state: RoutingState) -> ConsistencyToken:
     if mode == "time":
         return ConsistencyToken(written_at=written_at)
     try:
-        lsn = current_wal_lsn(settings.primary)
+        position = current_wal_position(settings.primary)
     except Exception as exc:
         logger.warning(
             "primary %s: could not read WAL position (%s); pinning for %gs instead",
@@ -64,6 +69,9 @@ def _fresh_token(settings: Settings, state: RoutingState) -> ConsistencyToken:
         prior = state.token
         if prior is not None and prior.lsn is not None:
             # Keep what the client already had to see: the pin covers the new write only.
-            return ConsistencyToken(written_at=written_at, lsn=prior.lsn, pin=True)
+            return ConsistencyToken(
+                written_at=written_at, lsn=prior.lsn, pin=True, timeline=prior.timeline
+            )
         return ConsistencyToken(written_at=written_at)
-    return ConsistencyToken(written_at=written_at, lsn=lsn).newer(state.token)
+    fresh = ConsistencyToken(written_at=written_at, lsn=position.lsn, timeline=position.timeline)
+    return fresh.newer(state.token)

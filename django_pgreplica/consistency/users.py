@@ -46,8 +46,13 @@ def _warn(action: str, exc: BaseException, alias: str) -> None:
 
 def _decode(value: Any) -> ConsistencyToken | None:
     try:
-        lsn, written_at = value
-        return ConsistencyToken(written_at=float(written_at), lsn=None if lsn is None else int(lsn))
+        lsn, written_at, *rest = value
+        timeline = int(rest[0]) if rest and rest[0] is not None else None
+        return ConsistencyToken(
+            written_at=float(written_at),
+            lsn=None if lsn is None else int(lsn),
+            timeline=None if lsn is None else timeline,
+        )
     except (TypeError, ValueError):
         return None
 
@@ -76,7 +81,9 @@ def remember(settings: Settings, user_id: Any, token: ConsistencyToken) -> None:
         return
     try:
         caches[settings.cache].set(
-            user_key(user_id), (newest.lsn, newest.written_at), timeout=math.ceil(remaining)
+            user_key(user_id),
+            (newest.lsn, newest.written_at, newest.timeline),
+            timeout=math.ceil(remaining),
         )
     except Exception as exc:
         _warn("store", exc, settings.cache)

@@ -30,7 +30,7 @@ from typing import Any
 
 from .. import clock
 from ..conf import get_settings
-from ..consistency import ConsistencyToken, active_state, begin, current_wal_lsn, end
+from ..consistency import ConsistencyToken, active_state, begin, current_wal_position, end
 
 logger = logging.getLogger("django_pgreplica.consistency")
 
@@ -54,7 +54,8 @@ def start_token(enqueued_at: float | None) -> ConsistencyToken | None:
     if mode == "time":
         return ConsistencyToken(written_at=now if enqueued_at is None else enqueued_at)
     try:
-        return ConsistencyToken(written_at=now, lsn=current_wal_lsn(settings.primary))
+        lsn, timeline = current_wal_position(settings.primary)
+        return ConsistencyToken(written_at=now, lsn=lsn, timeline=timeline)
     except Exception as exc:
         logger.warning(
             "primary %s: could not read WAL position for a task (%s); pinning it for %gs",

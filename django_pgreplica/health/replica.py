@@ -24,12 +24,20 @@ from django.core.signals import setting_changed
 
 from .. import clock
 from ..conf import Settings, get_settings
-from ..db import one_line
+from ..db import close_quietly, one_line
+from ..lsn import Position
 from .breaker import CircuitBreaker, CircuitState
-from .probe import read_replay_lsn, run_probe, run_probe_on_own_connection, wait_for_replay
+from .probe import (
+    read_position,
+    run_probe,
+    run_probe_on_own_connection,
+    server_count,
+    server_key,
+    wait_for_replay,
+)
 from .prober import watch
 from .shared import sync
-from .verdict import ProbeResult, probe_reason
+from .verdict import ProbeResult, ServerPosition, probe_reason
 
 logger = logging.getLogger("django_pgreplica.health")
 
@@ -52,15 +60,18 @@ class ReplicaHealth:
         self.interval = settings.health_check_interval
         self.max_lag = settings.max_lag_seconds
         self.last: ProbeResult | None = None
-        # Replay position as last seen. It grows while the replica is up, but a restarted
-        # replica may come back behind it (crash recovery accepts reads from its minimum
-        # recovery point on): a failure forgets it, and every probe sets it as found.
-        self.replay_lsn = 0
+        # Replay position of each server behind the alias (one, or every member of a
+        # multi-host HOST), as last seen there: a token is checked against the server that
+        # will answer. It grows while a server is up, but a restarted one may come back
+        # behind it (crash recovery accepts reads from its minimum recovery point on) or on
+        # another timeline: a failure forgets them, and every probe sets its server's.
+        self.positions: dict[str, ServerPosition] = {}
+        self.servers = server_count(alias)
         self._probe_lock = threading.Lock()
         self._reported: str | None = None
         self._ok_until = 0.0  # usable without further checks until this monotonic time
-        # (replay position, when): a replay wait ran out while the replica stood here
-        self._stalled: tuple[int, float] | None = None
+        # (where it stood, when): a replay wait ran out while the replica stood there
+        self._stalled: tuple[ServerPosition, float] | None = None
         # Failed since it last answered (or held down after an outage): only the background
         # prober looks at it, never a user's request.
         self.suspect = False
@@ -105,37 +116,49 @@ class ReplicaHealth:
             return self.interval / 4
         return self.interval
 
-    def replayed(self, lsn: int, refresh: bool = True) -> bool:
-        """Has this replica replayed past ``lsn``? Asks it once more when the cache says no."""
-        if self.replay_lsn >= lsn:
-            return True
-        if refresh:
-            self._refresh_replay_lsn()
-        return self.replay_lsn >= lsn
+    def known_position(self) -> ServerPosition | None:
+        """Where the server the thread's connection is on stood when last seen."""
+        server = server_key(self.alias)
+        return None if server is None else self.positions.get(server)
 
-    def wait_replayed(self, lsn: int, budget: float) -> tuple[float, bool]:
-        """Wait up to ``budget`` seconds for the replica to replay ``lsn``: (seconds waited,
-        replayed?). A replica whose last wait ran out and whose replay has not moved since
-        (within HEALTH_CHECK_INTERVAL) is not waited for again: it is stuck, not slow."""
+    def replayed(self, need: Position, refresh: bool = True) -> bool:
+        """Has the server this alias's connection is on replayed up to ``need`` (on its
+        timeline)? Asks it once more when what is known says no."""
+        known = self.known_position()
+        if known is not None and known.covers(need):
+            return True
+        if not refresh:
+            return False
+        found = self._read_position()
+        return found is not None and found.covers(need)
+
+    def replayed_everywhere(self, need: Position) -> bool:
+        """Has every server behind the alias replayed up to ``need``, as last seen?"""
+        positions = list(self.positions.values())
+        return len(positions) >= self.servers and all(p.covers(need) for p in positions)
+
+    def wait_replayed(self, need: Position, budget: float) -> tuple[float, bool]:
+        """Wait up to ``budget`` seconds for the replica to replay up to ``need``: (seconds
+        waited, replayed?). A replica whose last wait ran out and whose replay has not moved
+        since (within HEALTH_CHECK_INTERVAL) is not waited for again: stuck, not slow."""
         stalled = self._stalled
         if (
             stalled is not None
-            and self.replay_lsn <= stalled[0]
+            and self.known_position() == stalled[0]
             and clock.monotonic() - stalled[1] < self.interval
         ):
             return 0.0, False
         started = time.monotonic()
         try:
-            position = wait_for_replay(self.alias, lsn, budget)
+            found = wait_for_replay(self.alias, need, budget)
         except SynchronousOnlyOperation:
             return 0.0, False  # on the event loop: never block it
         except Exception as exc:
             self.record_failure(exc)
             return time.monotonic() - started, False
-        if position is not None and position > self.replay_lsn:
-            self.replay_lsn = position
-        replayed = self.replay_lsn >= lsn
-        self._stalled = None if replayed else (self.replay_lsn, clock.monotonic())
+        self._note(found)
+        replayed = found.covers(need)
+        self._stalled = None if replayed else (found, clock.monotonic())
         return time.monotonic() - started, replayed
 
     # -- outcomes ------------------------------------------------------------------------
@@ -145,7 +168,7 @@ class ReplicaHealth:
         message = one_line(error)
         self._ok_until = 0.0
         self._caught_up_at = None  # it may come back as something else (a restore, a clone)
-        self.replay_lsn = 0  # ... or behind where it was (see __init__)
+        self.positions.clear()  # ... or behind where it was (see __init__)
         self.last = ProbeResult(ok=False, checked_at=now, error=message)
         first = not self.suspect
         self.suspect = True
@@ -174,7 +197,14 @@ class ReplicaHealth:
         not failures); ``shared`` as for :meth:`record_failure`."""
         result = self._bound_lag(result, own=shared)
         self.last = result
-        self.replay_lsn = (result.replay_lsn or 0) if result.in_recovery else 0
+        if result.server is None and self.servers == 1:  # a verdict of an older version
+            result = dataclasses.replace(result, server=server_key(self.alias))
+        if result.server is not None:
+            found = result.server_position()
+            if found is None:
+                self.positions.pop(result.server, None)  # promoted: not a standby now
+            else:
+                self._note(found)
         now = result.checked_at
         if self.breaker.record_success(now):
             ramp = self.breaker.ramp_seconds
@@ -231,6 +261,17 @@ class ReplicaHealth:
             try:
                 run = run_probe_on_own_connection if own_connection else run_probe
                 result = run(self.alias, clock.monotonic())
+                if self.servers > 1 and not result.in_recovery:
+                    # This connection reached a member that was promoted since: the alias
+                    # still has standbys (libpq's target_session_attrs picks one).
+                    logger.info(
+                        "replica %s: connection on %s, which is not a standby now; reconnecting",
+                        self.alias,
+                        result.server,
+                    )
+                    self.positions.pop(result.server or "", None)
+                    close_quietly(self.alias)
+                    result = run(self.alias, clock.monotonic())
             except SynchronousOnlyOperation:
                 return False  # on the event loop (aiterator()): no I/O here, says nothing
             except Exception as exc:  # any failure to reach the replica counts
@@ -241,16 +282,20 @@ class ReplicaHealth:
         finally:
             self._probe_lock.release()
 
-    def _refresh_replay_lsn(self) -> None:
+    def _read_position(self) -> ServerPosition | None:
         try:
-            lsn = read_replay_lsn(self.alias)
+            found = read_position(self.alias)
         except SynchronousOnlyOperation:
-            return
+            return None
         except Exception as exc:
             self.record_failure(exc)
-            return
-        if lsn is not None and lsn > self.replay_lsn:
-            self.replay_lsn = lsn
+            return None
+        self._note(found)
+        return found
+
+    def _note(self, found: ServerPosition) -> None:
+        if found.server is not None:
+            self.positions[found.server] = found
 
 
 class HealthRegistry:
@@ -291,9 +336,10 @@ def get_health(alias: str) -> ReplicaHealth:
     return registry.get(alias)
 
 
-def replayed_everywhere(aliases: tuple[str, ...], lsn: int) -> bool:
-    """Has every replica replayed ``lsn``, as far as this process knows (no query)?"""
-    return all(registry.get(alias).replay_lsn >= lsn for alias in aliases)
+def replayed_everywhere(aliases: tuple[str, ...], need: Position) -> bool:
+    """Has every server of every replica replayed up to ``need``, as far as this process
+    knows (no query)?"""
+    return all(registry.get(alias).replayed_everywhere(need) for alias in aliases)
 
 
 def replica_weight(alias: str) -> float:

@@ -15,7 +15,7 @@ A verdict is a small dict: ``ok`` (answered its last probe), ``opened`` (its cir
 open: republished when it opens, so every process opens its own and ramps the replica up
 when it is back, not only the one that probes), ``at`` (wall time of that observation),
 ``by`` (host:pid), ``error``, and what the probe saw (``in_recovery``, ``lag_seconds``,
-``replay_lsn``, ``receive_lsn``).
+``replay_lsn``, ``receive_lsn``, and on which ``server``, ``timeline``, ``started_at``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ def verdict_of(health: ReplicaHealth) -> dict[str, Any]:
         "lag_seconds": None if last is None else last.lag_seconds,
         "replay_lsn": None if last is None else last.replay_lsn,
         "receive_lsn": None if last is None else last.receive_lsn,
+        "server": None if last is None else last.server,
+        "timeline": None if last is None else last.timeline,
+        "started_at": None if last is None else last.started_at,
     }
 
 
@@ -75,6 +78,9 @@ def apply(health: ReplicaHealth, verdict: dict[str, Any]) -> bool:
                 receive_lsn=verdict.get("receive_lsn"),
                 replay_lsn=verdict.get("replay_lsn"),
                 lag_seconds=verdict.get("lag_seconds"),
+                server=verdict.get("server"),
+                timeline=verdict.get("timeline"),
+                started_at=verdict.get("started_at"),
             ),
             shared=False,
         )

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..lsn import Position
+
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """One look at a replica (``checked_at`` on the monotonic clock)."""
+    """One look at a replica (``checked_at`` on the monotonic clock). ``server``: which
+    server of the alias answered (``host:port``); ``timeline``: the one it replays;
+    ``started_at``: when its postmaster started (epoch seconds)."""
 
     ok: bool
     checked_at: float
@@ -16,6 +20,29 @@ class ProbeResult:
     replay_lsn: int | None = None
     lag_seconds: float | None = None
     error: str | None = None
+    server: str | None = None
+    timeline: int | None = None
+    started_at: float | None = None
+
+    def server_position(self) -> ServerPosition | None:
+        """Where the answering standby's replay stood (None: failed, promoted, unknown)."""
+        if not self.ok or not self.in_recovery or self.replay_lsn is None or self.server is None:
+            return None
+        return ServerPosition(
+            self.server, Position(self.replay_lsn, self.timeline), self.started_at
+        )
+
+
+@dataclass(frozen=True)
+class ServerPosition:
+    """How far one server of a replica alias has replayed (``position`` None: nothing yet)."""
+
+    server: str | None
+    position: Position | None
+    started_at: float | None = None
+
+    def covers(self, need: Position) -> bool:
+        return self.position is not None and self.position.covers(need)
 
 
 def ineligibility_reason(

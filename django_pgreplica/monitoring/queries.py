@@ -118,7 +118,8 @@ SELECT p.in_recovery, p.receive_lsn, p.replay_lsn, p.lag_seconds,
        CASE WHEN pg_wal_lsn_diff(p.receive_lsn::pg_lsn, p.replay_lsn::pg_lsn) > 0
             THEN GREATEST(0.0, EXTRACT(EPOCH FROM clock_timestamp() - w.latest_end_time))
        END::float8
-FROM ({PROBE_SQL.strip().rstrip(";")}) AS p(in_recovery, receive_lsn, replay_lsn, lag_seconds)
+FROM ({PROBE_SQL.strip().rstrip(";")})
+     AS p(in_recovery, receive_lsn, replay_lsn, lag_seconds, timeline, started_at)
 LEFT JOIN pg_stat_wal_receiver AS w ON true
 """
 

@@ -29,6 +29,7 @@ from ..conf import get_settings
 from ..consistency import RoutingState, current_state, is_write_sql
 from ..db import close_quietly
 from ..health import get_health, primary_health
+from ..lsn import Position
 from . import stats
 from .connect import primary_reachable
 from .last_resort import last_resort_replica
@@ -72,7 +73,7 @@ def _rerun(alias: str, context: Any, sql: str, params: Any, many: bool) -> None:
     context["cursor"].cursor = cursor
 
 
-def _elsewhere(state: RoutingState) -> tuple[bool, int | None]:
+def _elsewhere(state: RoutingState) -> tuple[bool, Position | None]:
     """May another server rerun this scope's read, and what must it have replayed? Not
     after a write, in use_primary() or under a time pin: only the primary may answer."""
     if state.wrote or state.forced:

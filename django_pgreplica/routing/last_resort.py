@@ -16,6 +16,7 @@ from .. import clock
 from ..conf import Settings
 from ..consistency import RoutingState
 from ..health import get_health, primary_health
+from ..lsn import Position
 from .connect import connectable, primary_reachable
 from .stats import REASON_LAST_RESORT
 
@@ -23,7 +24,7 @@ logger = logging.getLogger("django_pgreplica.router")
 
 
 def on_primary(
-    settings: Settings, state: RoutingState, reason: str, need: int | None
+    settings: Settings, state: RoutingState, reason: str, need: Position | None
 ) -> tuple[str, str]:
     """(alias, reason) for a read meant for the primary; ``need`` is the WAL position the
     client must see (None: nothing to wait for)."""
@@ -44,7 +45,9 @@ def on_primary(
     return replica, REASON_LAST_RESORT
 
 
-def last_resort_replica(settings: Settings, state: RoutingState, need: int | None) -> str | None:
+def last_resort_replica(
+    settings: Settings, state: RoutingState, need: Position | None
+) -> str | None:
     """A replica that answers and has replayed ``need``: those that answered their last
     probe first (lagging ones included), then the rest; never a promoted one."""
     now = clock.monotonic()

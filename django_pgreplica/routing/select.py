@@ -20,6 +20,7 @@ from .. import clock
 from ..conf import Settings
 from ..consistency import RoutingState, unscoped_writes
 from ..health import get_health
+from ..lsn import Position
 from . import stats
 from .connect import connectable
 from .last_resort import on_primary
@@ -60,31 +61,31 @@ def choose_replica(settings: Settings, state: RoutingState, now: float) -> str |
     return None
 
 
-def _replica_at(settings: Settings, state: RoutingState, chosen: str, lsn: int) -> str | None:
-    """A replica that has replayed ``lsn``: the chosen one if it has, else any other
+def _replica_at(settings: Settings, state: RoutingState, chosen: str, need: Position) -> str | None:
+    """A replica that has replayed up to ``need``: the chosen one if it has, else any other
     eligible one whose known position suffices, else the chosen one after asking it for
     its current position and, if it is still behind, waiting for it up to what is left of
     REPLAY_WAIT_SECONDS (once per replica per scope: never a query per read)."""
-    if get_health(chosen).replayed(lsn, refresh=False):
+    if get_health(chosen).replayed(need, refresh=False):
         return chosen
     now = clock.monotonic()
     for alias in settings.replicas:
         if alias == chosen or alias in state.failed:
             continue
         health = get_health(alias)
-        if health.replayed(lsn, refresh=False) and health.usable(now) and connectable(alias, state):
+        if health.usable(now) and connectable(alias, state) and health.replayed(need, False):
             state.choose(health, (alias, REASON_REPLICA))
             return alias
     refresh = chosen not in state.token_asked
     if state.scoped:
         state.token_asked.add(chosen)
     health = get_health(chosen)
-    if health.replayed(lsn, refresh=refresh):
+    if health.replayed(need, refresh=refresh):
         return chosen
     # A request's budget; outside any request, each read's (a script has no request to end).
     budget = settings.replay_wait_seconds - (state.replay_waited if state.scoped else 0.0)
     if refresh and budget > 0 and not connections[chosen].in_atomic_block:
-        waited, replayed = health.wait_replayed(lsn, budget)
+        waited, replayed = health.wait_replayed(need, budget)
         if waited:
             state.replay_waited += waited
             stats.count_replay_wait(waited, replayed)
@@ -163,7 +164,7 @@ def decide(settings: Settings, state: RoutingState, conn: Any) -> tuple[str, str
     return replica, REASON_REPLICA
 
 
-def pending(settings: Settings, state: RoutingState) -> tuple[bool, int | None]:
+def pending(settings: Settings, state: RoutingState) -> tuple[bool, Position | None]:
     """What the scope's client must see: (a time pin holds it on the primary, the WAL
     position a replica must have replayed). An expired or disabled token is dropped."""
     if state.user_lookup is not None:
@@ -177,22 +178,25 @@ def pending(settings: Settings, state: RoutingState) -> tuple[bool, int | None]:
             state.token = token = None
         elif mode == "time" or token.pinned(settings, now):
             return True, None
-        elif token.lsn is not None:
-            need = token.lsn
+        else:
+            need = token.position
     if unscoped_writes.pending:
         need = _with_unscoped_writes(settings, need)
     return False, need
 
 
-def _with_unscoped_writes(settings: Settings, need: int | None) -> int | None:
+def _with_unscoped_writes(settings: Settings, need: Position | None) -> Position | None:
     """``need`` raised to the position of writes made outside any scope, while a replica
     may still lack them (see :class:`~django_pgreplica.consistency.writes.UnscopedWrites`)."""
     if settings.read_your_writes == "off":
         return need
-    floor = unscoped_writes.required(settings.primary)
-    if floor is None:
+    lsn = unscoped_writes.required(settings.primary)
+    if lsn is None:
         return need
-    if all(get_health(alias).replayed(floor, refresh=False) for alias in settings.replicas):
-        unscoped_writes.passed(floor)
+    floor = Position(lsn)
+    if all(get_health(alias).replayed_everywhere(floor) for alias in settings.replicas):
+        unscoped_writes.passed(lsn)
         return need
-    return floor if need is None or floor > need else need
+    if need is None:
+        return floor
+    return need if need.lsn >= lsn else Position(lsn, need.timeline)

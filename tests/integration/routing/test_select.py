@@ -197,7 +197,7 @@ def test_a_pending_token_costs_at_most_one_position_query_per_request(
     from django_pgreplica.consistency import ConsistencyToken, current_wal_lsn
     from django_pgreplica.health import ReplicaHealth
 
-    calls = record_calls(monkeypatch, ReplicaHealth, "_refresh_replay_lsn")
+    calls = record_calls(monkeypatch, ReplicaHealth, "_read_position")
     wait_for_replay()
     with pgreplica_settings(REPLICAS=["replica"], STICKY_SECONDS=60, HEALTH_CHECK_INTERVAL=60):
         with replay_paused("replica"):
@@ -272,7 +272,7 @@ def test_one_write_then_many_tokens_costs_one_position_query(
     from django_pgreplica import consistency
     from django_pgreplica.consistency import positions
 
-    calls = record_calls(monkeypatch, positions, "current_wal_lsn")
+    calls = record_calls(monkeypatch, positions, "current_wal_position")
     with scope() as state:
         make_product()
         tokens = {consistency.outgoing_token(state) for _ in range(5)}

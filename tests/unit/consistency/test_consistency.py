@@ -21,6 +21,7 @@ from django_pgreplica.consistency import (
     scope,
     use_primary,
 )
+from django_pgreplica.lsn import Position
 from tests.support import pgreplica_settings
 
 
@@ -34,6 +35,26 @@ def test_token_round_trip() -> None:
     token = ConsistencyToken(written_at=now, lsn=0x1_0000_00A0)
     decoded = decode_token(encode_token(token), settings(), now=now + 1)
     assert decoded == ConsistencyToken(written_at=round(now, 3), lsn=0x1_0000_00A0)
+
+
+def test_a_token_carries_its_timeline_and_older_tokens_still_decode() -> None:
+    now = time.time()
+    for token in (
+        ConsistencyToken(written_at=round(now, 3), lsn=500, timeline=3),
+        ConsistencyToken(written_at=round(now, 3), lsn=500, pin=True, timeline=3),
+        ConsistencyToken(written_at=round(now, 3), lsn=500, pin=True),
+    ):
+        assert decode_token(encode_token(token), settings(), now=now) == token
+    # What an earlier version wrote: [lsn, written_at] and no timeline.
+    older = signing.dumps(["0/1F4", round(now, 3)], salt="django_pgreplica.token", compress=False)
+    decoded = decode_token(older, settings(), now=now)
+    assert decoded is not None and decoded.position == Position(500, None)
+
+
+def test_a_later_timeline_is_newer_whatever_the_positions() -> None:
+    before = ConsistencyToken(written_at=10.0, lsn=900, timeline=1)
+    after = ConsistencyToken(written_at=11.0, lsn=100, timeline=2)
+    assert after.newer(before) is after and before.newer(after) is after
 
 
 def test_time_token_has_no_lsn() -> None:

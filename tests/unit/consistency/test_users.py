@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django_pgreplica.clock import FakeClock
 from django_pgreplica.conf import get_settings
 from django_pgreplica.consistency import ConsistencyToken, RoutingState, users
+from django_pgreplica.lsn import Position
 from django_pgreplica.middleware import UserLookup
 from tests.support import pgreplica_settings
 
@@ -74,7 +75,7 @@ def test_a_pinned_lsn_token_pins_then_still_needs_its_position(clock: FakeClock)
         assert again is not None and again.pin and again.lsn == 700
         assert pending(settings, RoutingState(token=again)) == (True, None)
         clock.advance(6)  # the pin is over; the earlier writes' position still holds
-        assert pending(settings, RoutingState(token=again)) == (False, 700)
+        assert pending(settings, RoutingState(token=again)) == (False, Position(700))
         plain = decode_token(
             encode_token(ConsistencyToken(written_at=clock.wall(), lsn=9)), settings
         )

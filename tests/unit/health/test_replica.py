@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from django_pgreplica.clock import FakeClock
 from django_pgreplica.health import ProbeResult, ReplicaHealth
 from django_pgreplica.health.breaker import RAMP_START, CircuitState
 from django_pgreplica.health.verdict import probe_reason
+from django_pgreplica.lsn import Position
 from tests.support import pgreplica_settings
 
 
@@ -104,13 +107,60 @@ def test_replay_position_follows_the_probes_and_a_failure_forgets_it() -> None:
     # which may lie behind where it was: what was seen before must not vouch for it.
     item = health()
     item.record_probe(ProbeResult(ok=True, checked_at=0, in_recovery=True, replay_lsn=500))
-    assert item.replayed(450, refresh=False)
+    assert item.replayed(Position(450), refresh=False)
     item.record_failure("terminating connection due to administrator command")
-    assert not item.replayed(450, refresh=False)
+    assert not item.replayed(Position(450), refresh=False)
     item.record_probe(ProbeResult(ok=True, checked_at=1, in_recovery=True, replay_lsn=400))
-    assert item.replayed(400, refresh=False) and not item.replayed(450, refresh=False)
+    assert item.replayed(Position(400), refresh=False)
+    assert not item.replayed(Position(450), refresh=False)
     item.record_probe(ProbeResult(ok=True, checked_at=2, in_recovery=False))  # promoted
-    assert not item.replayed(1, refresh=False)
+    assert not item.replayed(Position(1), refresh=False)
+
+
+def test_a_position_counts_only_on_its_timeline() -> None:
+    item = health()
+    item.record_probe(
+        ProbeResult(ok=True, checked_at=0, in_recovery=True, replay_lsn=500, timeline=2)
+    )
+    assert item.replayed(Position(450, 2), refresh=False)
+    assert item.replayed(Position(450), refresh=False)  # a token that names no timeline
+    # The write was made on timeline 3 (after a failover): this standby may lack it however
+    # far it replayed on 2, and a write on timeline 1 may be one the failover dropped.
+    assert not item.replayed(Position(450, 3), refresh=False)
+    assert not item.replayed(Position(450, 1), refresh=False)
+
+
+def test_positions_are_kept_per_server_of_a_multi_host_alias(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Behind one alias, each member has its own position: a token is checked against the
+    member the connection is on, never against another one's."""
+    from django_pgreplica.health import replica as module
+
+    on = ["10.0.0.1:5432"]
+    monkeypatch.setattr(module, "server_key", lambda alias, raw=None: on[0])
+    monkeypatch.setattr(module, "server_count", lambda alias: 2)
+    item = health()
+    item.record_probe(
+        ProbeResult(
+            ok=True, checked_at=0, in_recovery=True, replay_lsn=900, timeline=1,
+            server="10.0.0.1:5432",
+        )
+    )  # fmt: skip
+    assert item.replayed(Position(800, 1), refresh=False)
+    on[0] = "10.0.0.2:5432"  # the next connection reached the other member
+    assert not item.replayed(Position(800, 1), refresh=False)
+    assert not item.replayed_everywhere(Position(800, 1))  # one of two members known
+    item.record_probe(
+        ProbeResult(
+            ok=True, checked_at=1, in_recovery=True, replay_lsn=700, timeline=1,
+            server="10.0.0.2:5432",
+        )
+    )  # fmt: skip
+    assert not item.replayed(Position(800, 1), refresh=False)
+    assert item.replayed(Position(700, 1), refresh=False)
+    assert item.replayed_everywhere(Position(700, 1))
+    assert not item.replayed_everywhere(Position(800, 1))
 
 
 def test_lag_after_an_idle_spell_counts_from_when_it_was_last_caught_up(clock: FakeClock) -> None:
@@ -120,11 +170,11 @@ def test_lag_after_an_idle_spell_counts_from_when_it_was_last_caught_up(clock: F
     item.record_probe(ok(lag=0, at=clock.now))
     clock.advance(3)
     item.record_probe(ok(lag=48.5, at=clock.now))
-    assert item.last is not None and item.last.lag_seconds == 3.0
+    assert item.last is not None and item.last.lag_seconds == pytest.approx(3.0)
     assert item.usable(clock.now)
     clock.advance(40)  # stuck for long enough: lagging in earnest
     item.record_probe(ok(lag=88.5, at=clock.now))
-    assert item.last is not None and item.last.lag_seconds == 43.0
+    assert item.last is not None and item.last.lag_seconds == pytest.approx(43.0)
     assert not item.usable(clock.now)
 
 
