@@ -15,14 +15,16 @@ def install_wrappers(sender: Any, connection: Any, **kwargs: Any) -> None:
     """
     from .conf import get_settings
     from .consistency import write_detector
+    from .routing.failover import primary_write_retry
     from .routing.fallback import primary_read_fallback, replica_fallback
 
     settings = get_settings()
     wrappers: tuple[Any, ...]
     if connection.alias == settings.primary:
         # Outermost first: a write is marked before it runs; a read whose connection
-        # is lost may be rerun on a replica.
-        wrappers = (write_detector, primary_read_fallback)
+        # is lost may be rerun on a replica; a statement a demoted primary refused, on the
+        # new primary.
+        wrappers = (write_detector, primary_read_fallback, primary_write_retry)
     elif connection.alias in settings.replicas:
         wrappers = (replica_fallback,)
     else:
@@ -39,10 +41,11 @@ class PgReplicaConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
-        from .routing import fleet
+        from .routing import failover, fleet
         from .routing.pool import bound_configured_pools
 
         connection_created.connect(install_wrappers, dispatch_uid="django_pgreplica.wrappers")
+        failover.install()  # connecting to the primary waits out a failover
         fleet.install()  # with CACHE, routing counts reach replication_status and the admin
         # Before any pool exists: a pooled replica's getconn() waits its connect_timeout,
         # not psycopg_pool's 30 s.

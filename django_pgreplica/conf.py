@@ -93,6 +93,9 @@ OPTIONS: tuple[Option, ...] = (
     # How long, in total per request or task, reads may wait for a replica to replay the
     # client's token before going to the primary (0: never wait).
     Option("REPLAY_WAIT_SECONDS", 0.02, "a number of seconds >= 0", _non_negative),
+    # How long a connection to the primary keeps trying while no server takes it (a
+    # failover: Patroni's switchover takes 2-4 s) before the request fails (0: at once).
+    Option("PRIMARY_WAIT_SECONDS", 5.0, "a number of seconds >= 0", _non_negative),
     Option("LAG_WARNING_SECONDS", 5.0, "a number of seconds >= 0", _non_negative),
     Option("LAG_CRITICAL_SECONDS", 30.0, "a number of seconds >= 0", _non_negative),
     Option("LAG_CRITICAL_BYTES", 100 * 1024 * 1024, "a number of bytes >= 0", _non_negative),
@@ -160,6 +163,7 @@ class Settings:
     reset_timeout: float
     ramp_seconds: float
     replay_wait_seconds: float
+    primary_wait_seconds: float
     lag_warning_seconds: float
     lag_critical_seconds: float
     lag_critical_bytes: int
@@ -247,6 +251,7 @@ def _build() -> Settings:
         reset_timeout=float(values["RESET_TIMEOUT"]),
         ramp_seconds=float(values["RAMP_SECONDS"]),
         replay_wait_seconds=float(values["REPLAY_WAIT_SECONDS"]),
+        primary_wait_seconds=float(values["PRIMARY_WAIT_SECONDS"]),
         lag_warning_seconds=float(values["LAG_WARNING_SECONDS"]),
         lag_critical_seconds=float(values["LAG_CRITICAL_SECONDS"]),
         lag_critical_bytes=int(values["LAG_CRITICAL_BYTES"]),

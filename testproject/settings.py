@@ -143,6 +143,26 @@ for _index, _item in enumerate(DB_REPLICAS):
         "TEST": {"MIRROR": "default"},
     }
 
+# A Patroni cluster (or any set of members one of which is the primary): DATABASE_HOST and
+# DATABASE_PORT list every member ("h1,h2,h3" and "p1,p2,p3"). libpq then connects the
+# primary alias to whichever member takes writes, and DATABASE_REPLICAS=members makes one
+# replica alias over every member that is a standby, a random one per connection.
+if "," in DB_HOST:
+    DATABASES["default"]["OPTIONS"]["target_session_attrs"] = "read-write"
+    if os.environ.get("DATABASE_REPLICAS") == "members":
+        for _alias in [alias for alias in DATABASES if alias != "default"]:
+            del DATABASES[_alias]
+        DATABASES["replica"] = {
+            **DATABASES["default"],
+            "OPTIONS": {
+                **DATABASES["default"]["OPTIONS"],
+                "connect_timeout": 2,
+                "target_session_attrs": "standby",
+                "load_balance_hosts": "random",
+            },
+            "TEST": {"MIRROR": "default"},
+        }
+
 DATABASE_ROUTERS = ["django_pgreplica.routers.ReplicaRouter"]
 
 PGREPLICA: dict[str, Any] = {

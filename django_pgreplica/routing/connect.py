@@ -15,6 +15,7 @@ from ..consistency import RoutingState
 from ..db import close_quietly
 from ..health import get_health, primary_health
 from . import stats
+from .failover import not_waiting
 from .pool import discard_pool
 
 logger = logging.getLogger("django_pgreplica.router")
@@ -60,7 +61,8 @@ def primary_reachable(settings: Settings, now: float) -> bool:
     if health.known_down(now):
         return False
     try:
-        _open(settings.primary)
+        with not_waiting():  # a read has replicas to go to: no waiting for a new primary
+            _open(settings.primary)
     except SynchronousOnlyOperation:
         return True
     except Exception as exc:

@@ -58,7 +58,7 @@ def _server_side(context: Any) -> bool:
     return bool(getattr(context["cursor"].cursor, "name", None))
 
 
-def _rerun(alias: str, context: Any, sql: str, params: Any, many: bool) -> None:
+def rerun(alias: str, context: Any, sql: str, params: Any, many: bool) -> None:
     """Run the statement on ``alias`` and hand its cursor to the caller's cursor wrapper."""
     conn = connections[alias]
     conn.ensure_connection()
@@ -111,14 +111,26 @@ def replica_fallback(execute: Any, sql: str, params: Any, many: bool, context: A
         else:
             logger.info("replica %s cancelled a read (%s); retrying on primary", alias, exc)
         stats.count_fallback(alias)
-        target, reason = settings.primary, stats.REASON_FALLBACK
-        if not primary_reachable(settings, clock.monotonic()):
-            allowed, need = _elsewhere(state)
-            other = last_resort_replica(settings, state, need) if allowed else None
-            if other is not None:
-                target, reason = other, stats.REASON_LAST_RESORT
-        stats.count_read(target, reason)
-        _rerun(target, context, sql, params, many)
+        if primary_reachable(settings, clock.monotonic()):
+            try:
+                stats.count_read(settings.primary, stats.REASON_FALLBACK)
+                rerun(settings.primary, context, sql, params, many)
+                return None
+            except (OperationalError, InterfaceError) as primary_exc:
+                if not _connection_lost(settings.primary):
+                    raise
+                # The primary failed too (a failover under way): any standby that may answer.
+                primary_health().record_failure(primary_exc)
+                close_quietly(settings.primary)
+        allowed, need = _elsewhere(state)
+        other = last_resort_replica(settings, state, need) if allowed else None
+        if other is None:
+            # Nothing else may answer: the primary's own error (or its wait for a new one).
+            stats.count_read(settings.primary, stats.REASON_FALLBACK)
+            rerun(settings.primary, context, sql, params, many)
+            return None
+        stats.count_read(other, stats.REASON_LAST_RESORT)
+        rerun(other, context, sql, params, many)
         return None
 
 
@@ -153,5 +165,5 @@ def primary_read_fallback(execute: Any, sql: str, params: Any, many: bool, conte
             replica,
         )
         stats.count_read(replica, stats.REASON_LAST_RESORT)
-        _rerun(replica, context, sql, params, many)
+        rerun(replica, context, sql, params, many)
         return None

@@ -22,6 +22,7 @@ BAD: dict[str, list[Any]] = {
     "FAILURE_THRESHOLD": [0, 2.5, True, "3"],
     "RESET_TIMEOUT": [-3, 0],
     "REPLAY_WAIT_SECONDS": [-0.1, "50ms"],
+    "PRIMARY_WAIT_SECONDS": [-1, "5s", True],
     "RAMP_SECONDS": [-1, None],
     "LAG_WARNING_SECONDS": [-1],
     "LAG_CRITICAL_SECONDS": ["x"],
