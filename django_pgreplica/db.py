@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import contextvars
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from django.db import DatabaseError, connections
+
+_primary_wait = contextvars.ContextVar("pgreplica_primary_wait", default=True)
+
+
+@contextlib.contextmanager
+def not_waiting() -> Iterator[None]:
+    """Connection attempts to the primary inside fail at once instead of waiting out a
+    failover (PRIMARY_WAIT_SECONDS): for callers that have somewhere else to go or
+    something else to say (a read's last resort, a status check, a token's position)."""
+    token = _primary_wait.set(False)
+    try:
+        yield
+    finally:
+        _primary_wait.reset(token)
+
+
+def may_wait_for_primary() -> bool:
+    return _primary_wait.get()
 
 
 def raw_rows(alias: str, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:

@@ -8,7 +8,7 @@ from django.db import connections
 
 from .. import clock
 from ..conf import Settings, get_settings
-from ..db import fetch_one
+from ..db import fetch_one, not_waiting
 from ..lsn import WAL_POSITION_SQL, Position, wal_position
 from .context import RoutingState
 from .tokens import ConsistencyToken
@@ -22,7 +22,8 @@ def current_wal_position(primary: str) -> Position:
 
     Taken after commit, so a replica that has replayed up to here shows the writes.
     """
-    return wal_position(fetch_one(primary, WAL_POSITION_SQL))
+    with not_waiting():  # unreadable now: the caller degrades to a time pin at once
+        return wal_position(fetch_one(primary, WAL_POSITION_SQL))
 
 
 def current_wal_lsn(primary: str) -> int:

@@ -12,10 +12,9 @@ from django.db import connections
 
 from ..conf import Settings
 from ..consistency import RoutingState
-from ..db import close_quietly
+from ..db import close_quietly, not_waiting
 from ..health import get_health, primary_health
 from . import stats
-from .failover import not_waiting
 from .pool import discard_pool
 
 logger = logging.getLogger("django_pgreplica.router")

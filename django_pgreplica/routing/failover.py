@@ -9,7 +9,8 @@ libpq finds the new primary by itself, but only once one takes writes: during a 
   only standbys answered) is tried again, backing off, for up to PRIMARY_WAIT_SECONDS.
   Nothing was sent on a connection that never opened, so nothing can run twice. Reads do
   not wait here: a read that finds the primary down goes to a replica as a last resort
-  (:func:`not_waiting`), except one that must see a write no reachable replica has.
+  (:func:`~django_pgreplica.db.not_waiting`), except one that must see a write no
+  reachable replica has; nor do monitoring and WAL-position reads.
 - **A statement refused as read-only** (SQLSTATE 25006: the connection is on a server that
   became a standby) in autocommit is rerun once on a fresh connection to the new primary
   (:func:`primary_write_retry`): the server refused it, so it did not run. Inside a
@@ -23,11 +24,9 @@ engine's wrapper class gets a ``connect`` that does the waiting for the primary 
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -35,7 +34,7 @@ from django.db import OperationalError, connections
 
 from .. import clock
 from ..conf import get_settings
-from ..db import close_quietly, one_line
+from ..db import close_quietly, may_wait_for_primary, one_line
 
 logger = logging.getLogger("django_pgreplica.router")
 
@@ -46,19 +45,6 @@ NOT_A_FAILOVER = ("28", "3D")
 FIRST_PAUSE, MAX_PAUSE = 0.05, 0.5
 # Inside DatabaseWrapper.connect() the driver's own error arrives (Django wraps it later).
 CONNECT_ERRORS = (OperationalError, psycopg.OperationalError)
-
-_waiting = contextvars.ContextVar("pgreplica_primary_wait", default=True)
-
-
-@contextlib.contextmanager
-def not_waiting() -> Iterator[None]:
-    """Connection attempts inside fail at once (a read checking whether the primary is up)."""
-    token = _waiting.set(False)
-    try:
-        yield
-    finally:
-        _waiting.reset(token)
-
 
 def failover_error(exc: BaseException) -> bool:
     """Could this failed connection attempt succeed once a new primary takes over?"""
@@ -113,7 +99,7 @@ def install() -> None:
     def connect(self: Any) -> None:
         current = get_settings()
         wait = current.primary_wait_seconds
-        if self.alias != current.primary or wait <= 0 or not _waiting.get():
+        if self.alias != current.primary or wait <= 0 or not may_wait_for_primary():
             return original(self)
         connect_waiting(lambda: original(self), self.alias, wait)
 
