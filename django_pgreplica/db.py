@@ -78,6 +78,17 @@ def close_quietly(alias: str) -> None:
         conn.connection = None
 
 
+def members(alias: str) -> list[tuple[str, str]]:
+    """The (host, port) servers ``alias`` may connect to: one, or each of a libpq
+    multi-host ``HOST`` (one ``PORT`` applies to every host, as in libpq)."""
+    db = connections[alias].settings_dict
+    hosts = [h.strip() for h in str(db.get("HOST") or "").split(",")]
+    ports = [p.strip() for p in str(db.get("PORT") or "").split(",")]
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    return list(zip(hosts, ports, strict=False))
+
+
 def one_line(error: BaseException | str) -> str:
     """The first line of an error, for logs and reports."""
     text = str(error).strip() or type(error).__name__

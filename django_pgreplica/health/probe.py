@@ -9,7 +9,7 @@ import psycopg
 from django.db import connections
 from psycopg import sql
 
-from ..db import fetch_one, raw_rows
+from ..db import fetch_one, members, raw_rows
 from ..lsn import Position, format_lsn, parse_lsn
 from .verdict import ProbeResult, ServerPosition
 
@@ -71,8 +71,7 @@ def server_key(alias: str, raw: Any = None) -> str | None:
 
 def server_count(alias: str) -> int:
     """How many servers ``alias`` may connect to (the hosts in its HOST)."""
-    host = str(connections[alias].settings_dict.get("HOST") or "")
-    return max(1, len([h for h in host.split(",") if h.strip()]))
+    return max(1, len(members(alias)))
 
 
 def run_probe(alias: str, checked_at: float) -> ProbeResult:

@@ -30,6 +30,7 @@ from ..health import circuit_state
 from ..routing import fleet, stats
 from .evaluate import build_report
 from .matching import match_standbys
+from .members import expand
 from .queries import QueryRunner, django_runner, observe_primary, observe_replica
 from .render import render_text, report_to_dict
 from .types import (
@@ -111,7 +112,17 @@ def check_replication(
             f"(PGREPLICA['REPLICAS'] is {', '.join(settings.replicas) or 'empty'})"
         )
     primary = observe_primary(settings.primary, run)
-    replicas = [observe_replica(alias, run) for alias in aliases]
+    replicas, circuits = [], {}
+    for alias in aliases:
+        # A multi-host alias: one row per standby member (members.py); tests pass a runner
+        # of their own, which stands for the alias as a whole.
+        servers = expand(alias) if run is django_runner else [(alias, None)]
+        for label, member_run in servers:
+            obs = observe_replica(label, member_run or run)
+            if member_run is not None and obs.reachable and obs.in_recovery is False:
+                continue  # this member is the primary now: the primary's row
+            replicas.append(obs)
+            circuits[label] = circuit_state(alias)
     with _memo_lock:
         hints = dict(_slot_memo)
     report = build_report(
@@ -119,7 +130,7 @@ def check_replication(
         replicas,
         thresholds=thresholds or Thresholds.from_settings(settings),
         checked_at=now or datetime.now(timezone.utc),
-        circuits={alias: circuit_state(alias) for alias in aliases},
+        circuits=circuits,
         application_names=application_names(settings),
         slot_hints=hints,
         max_lag_seconds=settings.max_lag_seconds,

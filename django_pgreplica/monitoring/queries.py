@@ -80,7 +80,8 @@ def django_runner(alias: str, sql: str, params: Sequence[Any] | None = None) -> 
 
 PRIMARY_SQL = """
 SELECT pg_is_in_recovery(),
-       CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_lsn()::text END
+       CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_lsn()::text END,
+       host(inet_server_addr()) || ':' || inet_server_port()
 """
 
 SYSTEM_IDENTIFIER_SQL = "SELECT system_identifier FROM pg_control_system()"
@@ -157,7 +158,7 @@ REPLICA_SETTINGS = (
 
 def observe_primary(alias: str, run: QueryRunner = django_runner) -> PrimaryObservation:
     try:
-        ((in_recovery, current),) = run(alias, PRIMARY_SQL)
+        ((in_recovery, current, server),) = run(alias, PRIMARY_SQL)
         if in_recovery:
             # Not a primary at all: pg_current_wal_lsn() and the lag arithmetic would fail.
             return PrimaryObservation(
@@ -176,6 +177,7 @@ def observe_primary(alias: str, run: QueryRunner = django_runner) -> PrimaryObse
         alias,
         reachable=True,
         in_recovery=False,
+        server=server,
         current_lsn=parse_lsn(current),
         system_identifier=_system_identifier(alias, run),
         standbys=standbys,

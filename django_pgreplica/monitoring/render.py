@@ -72,6 +72,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
             "error": primary.error,
             "in_recovery": primary.in_recovery,
             "current_lsn": _lsn(primary.current_lsn),
+            "server": primary.server,
         },
         "thresholds": asdict(report.thresholds),
         "replicas": [replica_to_dict(item) for item in report.replicas],
@@ -213,6 +214,8 @@ def audit_lines(findings: Sequence[AuditFinding]) -> list[str]:
 def render_text(report: Report) -> str:
     primary = report.primary
     where = f"at {_lsn(primary.current_lsn)}" if primary.current_lsn is not None else ""
+    if where and primary.server:
+        where += f" on {primary.server}"
     t = report.thresholds
     lines = [
         f"Replication status: {report.status.name}",

@@ -112,6 +112,7 @@ class PrimaryObservation:
     in_recovery: bool | None = None  # True: the PRIMARY alias points at a standby
     current_lsn: int | None = None
     system_identifier: int | None = None
+    server: str | None = None  # host:port it answered on (which member, behind a multi-host HOST)
     standbys: tuple[StandbyRow, ...] = ()
     slots: tuple[SlotRow, ...] = ()
     settings: ServerSettings = field(default_factory=dict)
