@@ -41,11 +41,11 @@ class PgReplicaConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
-        from .routing import failover, fleet
+        from .routing import connecting, fleet
         from .routing.pool import bound_configured_pools
 
         connection_created.connect(install_wrappers, dispatch_uid="django_pgreplica.wrappers")
-        failover.install()  # connecting to the primary waits out a failover
+        connecting.install()  # the primary waits out a failover; a hung replica is shared
         fleet.install()  # with CACHE, routing counts reach replication_status and the admin
         # Before any pool exists: a pooled replica's getconn() waits its connect_timeout,
         # not psycopg_pool's 30 s.

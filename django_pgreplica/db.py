@@ -9,23 +9,40 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
-_primary_wait = contextvars.ContextVar("pgreplica_primary_wait", default=True)
+# How connection attempts behave (routing.connecting): "request" (the default), "no-wait"
+# or "observe".
+_connect_mode = contextvars.ContextVar("pgreplica_connect_mode", default="request")
 
 
 @contextlib.contextmanager
-def not_waiting() -> Iterator[None]:
-    """Connection attempts to the primary inside fail at once instead of waiting out a
-    failover (PRIMARY_WAIT_SECONDS): for callers that have somewhere else to go or
-    something else to say (a read's last resort, a status check, a token's position)."""
-    token = _primary_wait.set(False)
+def _mode(mode: str) -> Iterator[None]:
+    token = _connect_mode.set(mode)
     try:
         yield
     finally:
-        _primary_wait.reset(token)
+        _connect_mode.reset(token)
+
+
+def not_waiting() -> contextlib.AbstractContextManager[None]:
+    """Connection attempts to the primary inside fail at once instead of waiting out a
+    failover (PRIMARY_WAIT_SECONDS): for callers that have somewhere else to go or
+    something else to say (a read's last resort, a token's position)."""
+    return _mode("no-wait")
+
+
+def observing() -> contextlib.AbstractContextManager[None]:
+    """Connection attempts inside report the server as it is: the primary's fail at once,
+    and a replica's are made even while another process is stuck connecting to it (a
+    status check must see for itself)."""
+    return _mode("observe")
 
 
 def may_wait_for_primary() -> bool:
-    return _primary_wait.get()
+    return _connect_mode.get() == "request"
+
+
+def may_refuse_replica() -> bool:
+    return _connect_mode.get() != "observe"
 
 
 def raw_rows(alias: str, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:

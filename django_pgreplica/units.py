@@ -77,7 +77,10 @@ def parse_bytes(text: str) -> int:
     if match is None:
         raise ValueError(f"not a size: {text!r} (e.g. 104857600, 100MB, 1GB)")
     unit = match[2].lower().rstrip("b").rstrip("i")
-    return int(float(match[1]) * _SIZE_FACTORS[unit])
+    size = float(match[1]) * _SIZE_FACTORS[unit]
+    if not math.isfinite(size):  # '9' * 400: a float overflows to inf
+        raise ValueError(f"not a size: {text!r} is too large")
+    return int(size)
 
 
 def parse_seconds(text: str) -> float:
@@ -85,7 +88,10 @@ def parse_seconds(text: str) -> float:
     match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|min|h|d)?\s*", text)
     if match is None:
         raise ValueError(f"not a number of seconds: {text!r} (e.g. 30, 2.5, 500ms, 2min)")
-    return float(match[1]) * _PG_TIME_UNITS[match[2] or "s"]
+    seconds = float(match[1]) * _PG_TIME_UNITS[match[2] or "s"]
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a number of seconds: {text!r} is too large")
+    return seconds
 
 
 def pg_setting_bytes(value: str, unit: str | None) -> int | None:

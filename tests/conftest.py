@@ -41,10 +41,15 @@ def clock() -> Iterator[FakeClock]:
 def _reset_pgreplica_routing() -> Iterator[None]:
     """Routing state is per process: a pin, a chosen replica or an open circuit left by one
     test must not decide where the next test reads from."""
+    from django.conf import settings
+
     from django_pgreplica import consistency, health
+    from django_pgreplica.health import attempts
 
     consistency.reset_state()
     health.registry.reset()
+    for alias in settings.PGREPLICA.get("REPLICAS") or []:
+        attempts.forget(alias)  # another test's failed attempt is not this one's
     yield
     consistency.reset_state()
 

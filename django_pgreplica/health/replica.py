@@ -26,6 +26,7 @@ from .. import clock
 from ..conf import Settings, get_settings
 from ..db import close_quietly, one_line
 from ..lsn import Position
+from . import attempts
 from .breaker import CircuitBreaker, CircuitState
 from .probe import (
     read_position,
@@ -218,6 +219,8 @@ class ReplicaHealth:
         self.suspect = held
         if back:
             self.changed_at = clock.wall()
+            if shared:  # seen here, not taken from another process's verdict
+                attempts.answered(self.alias)
             if shared and self.shared:
                 sync.publish(self)
         reason = self.reason()

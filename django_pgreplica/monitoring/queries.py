@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import psycopg
 from django.db import InterfaceError, OperationalError, connections
 
-from ..db import not_waiting, one_line, raw_rows
+from ..db import observing, one_line, raw_rows
 from ..health.probe import PROBE_SQL
 from ..lsn import parse_lsn
 from .types import (
@@ -66,7 +66,7 @@ def django_runner(alias: str, sql: str, params: Sequence[Any] | None = None) -> 
     """
     conn = connections[alias]
     reused = conn.connection is not None
-    with not_waiting():  # a primary that is down is reported, not waited for
+    with observing():  # a server that is down is reported, not waited for
         try:
             return raw_rows(alias, sql, params)
         except _CONNECTION_ERRORS as exc:

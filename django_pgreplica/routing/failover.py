@@ -4,7 +4,7 @@
 libpq finds the new primary by itself, but only once one takes writes: during a switchover
 (2-4 s with Patroni) every host refuses, and each request that connects then would fail.
 
-- **Connecting waits** (:func:`install`): a connection attempt to the primary alias that
+- **Connecting waits** (:func:`connect_waiting`): a connection attempt to the primary alias that
   fails because no server took it (refused, timed out, starting up or shutting down, or
   only standbys answered) is tried again, backing off, for up to PRIMARY_WAIT_SECONDS.
   Nothing was sent on a connection that never opened, so nothing can run twice. Reads do
@@ -17,31 +17,34 @@ libpq finds the new primary by itself, but only once one takes writes: during a 
   transaction it is not rerun (the transaction is lost with the connection), and neither is
   a statement whose connection broke mid-way: it may have run.
 
-Django opens connections in ``DatabaseWrapper.connect()``, with no hook before it; the
-engine's wrapper class gets a ``connect`` that does the waiting for the primary alias only
-(every other alias, and PRIMARY_WAIT_SECONDS = 0, go straight to Django's own).
+:mod:`.connecting` calls :func:`connect_waiting` when Django opens the primary's connection.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from django.db import OperationalError, connections
+from django.db import OperationalError
 
 from .. import clock
-from ..conf import get_settings
-from ..db import close_quietly, may_wait_for_primary, one_line
+from ..db import close_quietly, one_line
 
 logger = logging.getLogger("django_pgreplica.router")
 
 READ_ONLY_SQL_TRANSACTION = "25006"
-# Connection failures that a failover explains. Anything with an SQLSTATE of these classes
-# (bad password, no such database or role) would fail the same way a moment later.
-NOT_A_FAILOVER = ("28", "3D")
+# Connection failures that no failover explains: they would fail the same way a moment
+# later. libpq reports a failed connection without an SQLSTATE, so by its message too.
+NOT_A_FAILOVER = ("28", "3D")  # SQLSTATE classes: authorization, no such database
+NOT_A_FAILOVER_MESSAGES = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",  # database or role
+    "certificate verify failed",
+    "server does not support SSL",
+)
 FIRST_PAUSE, MAX_PAUSE = 0.05, 0.5
 # Inside DatabaseWrapper.connect() the driver's own error arrives (Django wraps it later).
 CONNECT_ERRORS = (OperationalError, psycopg.OperationalError)
@@ -49,7 +52,10 @@ CONNECT_ERRORS = (OperationalError, psycopg.OperationalError)
 def failover_error(exc: BaseException) -> bool:
     """Could this failed connection attempt succeed once a new primary takes over?"""
     sqlstate = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
-    return not (sqlstate and str(sqlstate).startswith(NOT_A_FAILOVER))
+    if sqlstate and str(sqlstate).startswith(NOT_A_FAILOVER):
+        return False
+    message = str(exc)
+    return not any(text in message for text in NOT_A_FAILOVER_MESSAGES)
 
 
 def connect_waiting(attempt: Callable[[], None], alias: str, wait: float) -> None:
@@ -85,26 +91,6 @@ def connect_waiting(attempt: Callable[[], None], alias: str, wait: float) -> Non
         if failures:
             logger.warning("primary %s: connected after %d failed attempts", alias, failures)
         return
-
-
-def install() -> None:
-    """Make the primary alias's connection attempts wait for a primary (idempotent)."""
-    settings = get_settings()
-    wrapper_class = type(connections[settings.primary])
-    if getattr(wrapper_class.connect, "pgreplica_waits", False):
-        return
-    original = wrapper_class.connect
-
-    @functools.wraps(original)
-    def connect(self: Any) -> None:
-        current = get_settings()
-        wait = current.primary_wait_seconds
-        if self.alias != current.primary or wait <= 0 or not may_wait_for_primary():
-            return original(self)
-        connect_waiting(lambda: original(self), self.alias, wait)
-
-    connect.pgreplica_waits = True  # type: ignore[attr-defined]
-    wrapper_class.connect = connect  # type: ignore[method-assign]
 
 
 def _refused_read_only(exc: BaseException) -> bool:

@@ -69,6 +69,27 @@ def test_the_drivers_own_error_is_waited_out_too(clock: FakeClock) -> None:
     assert attempts.calls == 4
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        'connection failed: connection to server at "10.0.0.1", port 5432 failed: FATAL:  '
+        'password authentication failed for user "app"',
+        'connection failed: ... failed: FATAL:  no pg_hba.conf entry for host "10.0.0.9"',
+        'connection failed: ... failed: FATAL:  database "shop" does not exist',
+        "connection failed: ... failed: SSL error: certificate verify failed",
+    ],
+)
+def test_what_libpq_reports_without_an_sqlstate_is_judged_by_its_message(
+    clock: FakeClock, message: str
+) -> None:
+    error = psycopg.OperationalError(message)  # libpq's connection errors carry no SQLSTATE
+    assert error.sqlstate is None and not failover_error(error)
+    attempts = Attempts(1, error)
+    with pytest.raises(psycopg.OperationalError):
+        connect_waiting(attempts, "default", wait=5.0)
+    assert attempts.calls == 1
+
+
 def test_a_wait_of_zero_tries_once(clock: FakeClock) -> None:
     attempts = Attempts(1, refused())
     with pytest.raises(OperationalError):

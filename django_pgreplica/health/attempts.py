@@ -1,0 +1,160 @@
+"""Connection attempts to a replica, seen by every process on this host.
+
+A hung replica (a stopped postmaster, a frozen VM) accepts TCP and never answers: each
+connection attempt waits ``connect_timeout``, and nothing is known until the first one
+runs out. Every worker of a pre-fork server that reads meanwhile would wait too, shared
+health or not (CACHE learns of the hang only when that first attempt fails). So attempts
+are announced in a small file per server in the temporary directory (three doubles,
+memory-mapped, no lock: a torn read costs one wrong guess, not an error):
+
+- ``started``: when the oldest attempt still in flight began (0 or older than ``ended``:
+  none is in flight), and by which process;
+- ``ended``: when the last attempt ended;
+- ``failed``: when the last attempt failed (0 once one got in again), and by which process.
+
+A process takes only the others' word: what it saw itself, its own health already knows.
+
+A process about to connect to a server where an attempt has been in flight for longer
+than :data:`STUCK_AFTER`, or where one failed within the last HEALTH_CHECK_INTERVAL, does
+not connect: its read goes elsewhere at once, and the replica is probed in the background
+as after any failure. Only the processes that started connecting within STUCK_AFTER of
+the first pay ``connect_timeout``. The background prober's own attempts are not
+announced: they never hold a request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mmap
+import os
+import struct
+import tempfile
+import threading
+from pathlib import Path
+
+from django.db import connections
+
+from .. import clock
+from ..db import members
+
+logger = logging.getLogger("django_pgreplica.health")
+
+# A connection attempt to a live server takes milliseconds (tens with TLS over a network,
+# measured); one still waiting after this long is taken for a hang.
+STUCK_AFTER = 0.5
+# started, ended, failed (wall clock: shared by processes), pid that started, pid that failed
+_LAYOUT = struct.Struct("dddqq")
+
+_lock = threading.Lock()
+_maps: dict[str, tuple[int, mmap.mmap]] = {}  # server -> (pid that mapped it, the map)
+
+
+def server_of(alias: str) -> str | None:
+    """The one server of a single-host alias, as these files name it (None for a
+    multi-host one: which member an attempt goes to is libpq's choice)."""
+    servers = members(alias)
+    if len(servers) != 1:
+        return None
+    host, port = servers[0]
+    return f"{host}:{port}/{connections[alias].settings_dict.get('NAME') or ''}"
+
+
+def _path(server: str) -> Path:
+    digest = hashlib.sha256(f"{server}/{_LAYOUT.format}".encode()).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / f"pgreplica-attempts-{os.getuid()}-{digest}"
+
+
+def _map(server: str) -> mmap.mmap | None:
+    """This process's map of ``server``'s file (None when the file cannot be had)."""
+    pid = os.getpid()
+    held = _maps.get(server)
+    if held is not None and held[0] == pid:
+        return held[1]
+    with _lock:
+        held = _maps.get(server)
+        if held is not None and held[0] == pid:
+            return held[1]
+        try:
+            fd = os.open(_path(server), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                if os.fstat(fd).st_size < _LAYOUT.size:
+                    os.ftruncate(fd, _LAYOUT.size)
+                view = mmap.mmap(fd, _LAYOUT.size)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            logger.debug("attempts file for %s unavailable: %s", server, exc)
+            return None
+        _maps[server] = (pid, view)
+        return view
+
+
+def _read(view: mmap.mmap) -> tuple[float, float, float, int, int]:
+    started, ended, failed, started_by, failed_by = _LAYOUT.unpack_from(view, 0)
+    return float(started), float(ended), float(failed), int(started_by), int(failed_by)
+
+
+def refusal(server: str, recent: float, longest: float) -> str | None:
+    """Why not to connect to ``server`` now (None: go ahead): an attempt is stuck, or one
+    failed less than ``recent`` seconds ago. An attempt older than ``longest`` (its
+    connect_timeout and then some) is over, whatever the file says: its process died."""
+    view = _map(server)
+    if view is None:
+        return None
+    started, ended, failed, started_by, failed_by = _read(view)
+    now, me = clock.wall(), os.getpid()
+    if started > ended and STUCK_AFTER < now - started < longest and started_by != me:
+        return f"another process has waited {now - started:.1f}s to connect to {server}"
+    if failed and now - failed < recent and failed_by != me:
+        return f"another process failed to connect to {server} {now - failed:.1f}s ago"
+    return None
+
+
+def begin(server: str, longest: float) -> None:
+    view = _map(server)
+    if view is None:
+        return
+    started, ended, failed, _, failed_by = _read(view)
+    now = clock.wall()
+    if started <= ended or now - started >= longest:  # none (alive) in flight: the oldest
+        _LAYOUT.pack_into(view, 0, now, ended, failed, os.getpid(), failed_by)
+
+
+def end(server: str, failed: bool) -> None:
+    """The attempt ended; ``failed``: the server did not take it (not e.g. a call from the
+    event loop that never tried). One that got in clears an earlier failure."""
+    view = _map(server)
+    if view is None:
+        return
+    started, _, _, started_by, _ = _read(view)
+    now = clock.wall()
+    if failed:
+        _LAYOUT.pack_into(view, 0, started, now, now, started_by, os.getpid())
+    else:
+        _LAYOUT.pack_into(view, 0, started, now, 0.0, started_by, 0)
+
+
+def answered(alias: str) -> None:
+    """The replica answered a probe here: a failure the file remembers is over."""
+    server = server_of(alias)
+    view = None if server is None else _map(server)
+    if view is not None:
+        started, ended, _, started_by, _ = _read(view)
+        _LAYOUT.pack_into(view, 0, started, ended, 0.0, started_by, 0)
+
+
+def forget(alias: str) -> None:
+    """Clear what is known of ``alias``'s server (tests)."""
+    server = server_of(alias)
+    view = None if server is None else _map(server)
+    if view is not None:
+        _LAYOUT.pack_into(view, 0, 0.0, 0.0, 0.0, 0, 0)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
