@@ -101,6 +101,16 @@ DB_REPLICAS = [
     for item in os.environ.get("DATABASE_REPLICAS", "127.0.0.1:61433,127.0.0.1:61434").split(",")
     if item.strip()
 ]
+# TLS for every alias: compose (and `cluster up --secure`) set verify-full with their private
+# CA, so a server is trusted only with a certificate for the host name it is reached by.
+DB_TLS = {
+    option: value
+    for option, value in (
+        ("sslmode", os.environ.get("DATABASE_SSLMODE", "")),
+        ("sslrootcert", os.environ.get("DATABASE_SSLROOTCERT", "")),
+    )
+    if value
+}
 
 
 def replica_alias(index: int) -> str:
@@ -123,7 +133,7 @@ DATABASES: dict[str, dict[str, Any]] = {
         "NAME": DB_NAME,
         "USER": DB_USER,
         "PASSWORD": DB_PASSWORD,
-        "OPTIONS": {"connect_timeout": 5},
+        "OPTIONS": {"connect_timeout": 5, **DB_TLS},
     },
 }
 for _index, _item in enumerate(DB_REPLICAS):
@@ -137,7 +147,7 @@ for _index, _item in enumerate(DB_REPLICAS):
         "PASSWORD": DB_PASSWORD,
         # psycopg waits up to 130 s for a blackholed host when unset; a short timeout keeps a
         # dead replica from hanging requests before its circuit opens.
-        "OPTIONS": {"connect_timeout": 2},
+        "OPTIONS": {"connect_timeout": 2, **DB_TLS},
         # A physical standby holds the primary's data: tests must not create a separate test
         # database on it, only read the primary's (which it replicates).
         "TEST": {"MIRROR": "default"},
@@ -162,6 +172,19 @@ if "," in DB_HOST:
             },
             "TEST": {"MIRROR": "default"},
         }
+
+# Connections that outlive a request, for every alias (benchmarks/patroni_failover.py):
+# DATABASE_CONN_MAX_AGE (seconds, "none": forever) or DATABASE_POOL=1 (Django's psycopg
+# pool, which needs CONN_MAX_AGE 0). A kept connection is checked before reuse
+# (CONN_HEALTH_CHECKS), as deployments that keep them do, unless DATABASE_CONN_HEALTH_CHECKS=0.
+_conn_max_age = os.environ.get("DATABASE_CONN_MAX_AGE", "0").strip().lower()
+_pooled = env_bool("DATABASE_POOL", False)
+if _conn_max_age != "0" or _pooled:
+    for _db in DATABASES.values():
+        _db["CONN_MAX_AGE"] = None if _conn_max_age == "none" else int(_conn_max_age)
+        _db["CONN_HEALTH_CHECKS"] = env_bool("DATABASE_CONN_HEALTH_CHECKS", True)
+        if _pooled:
+            _db["OPTIONS"] = {**_db["OPTIONS"], "pool": True}
 
 DATABASE_ROUTERS = ["django_pgreplica.routers.ReplicaRouter"]
 
@@ -191,6 +214,22 @@ if PGREPLICA_CACHE_URL:
         "KEY_PREFIX": os.environ.get("PGREPLICA_CACHE_PREFIX", "demo"),
     }
     PGREPLICA["CACHE"] = "pgreplica"
+
+# --- /metrics -----------------------------------------------------------------------------
+# On a port of its own when one is given (django-prometheus's export port, started in each
+# process that loads Django: set these for the web server only), and then not on the site's
+# port (testproject/urls.py): Prometheus reaches it, visitors don't. Under gunicorn each
+# worker takes the first free port of the range ("8001-8008"), docker/gunicorn.conf.py.
+if _ports := os.environ.get("PROMETHEUS_METRICS_EXPORT_PORT_RANGE", ""):
+    _first, _, _last = _ports.partition("-")
+    PROMETHEUS_METRICS_EXPORT_PORT_RANGE = range(int(_first), int(_last or _first) + 1)
+if _port := os.environ.get("PROMETHEUS_METRICS_EXPORT_PORT", ""):
+    PROMETHEUS_METRICS_EXPORT_PORT = int(_port)
+PROMETHEUS_METRICS_EXPORT_ADDRESS = os.environ.get("PROMETHEUS_METRICS_EXPORT_ADDRESS", "127.0.0.1")
+
+# Behind HTTPS, DJANGO_SECURE_COOKIES=1: the session, CSRF and read-your-writes cookies
+# (PGREPLICA["COOKIE_SECURE"] follows SESSION_COOKIE_SECURE) are never sent in clear.
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -2,7 +2,8 @@
 
 No Docker engine is needed (none runs here): these tests read the files, check-jsonschema
 validates compose.yaml against the Compose Specification's schema, and promtool checks the
-Prometheus configuration.
+Prometheus configuration. That the PostgreSQL files compose mounts work is proven on a
+real cluster by tests/integration/secure/ (``cluster up --secure`` runs the same files).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import itertools
+import posixpath
 import re
 import shutil
 import subprocess
@@ -25,12 +27,19 @@ from django_pgreplica.testing import cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
 SETTINGS = ROOT / "testproject" / "settings.py"
 GUNICORN_CONF = ROOT / "docker" / "gunicorn.conf.py"
 POSTGRES_SERVICES = ("primary", "replica1", "replica2")
 REPLICAS = ("replica1", "replica2")
 APP_SERVICES = ("migrate", "web", "worker", "beat")
-PGCONF_MOUNT = "/etc/postgresql/pgreplica"
+SECURE = cluster.SECURE_PGCONF_DIR.resolve()
+# Variables Django itself reads (createsuperuser --noinput), not testproject/settings.py.
+DJANGO_OWN_ENV = {
+    "DJANGO_SUPERUSER_USERNAME",
+    "DJANGO_SUPERUSER_PASSWORD",
+    "DJANGO_SUPERUSER_EMAIL",
+}
 
 
 def load_compose() -> dict[str, Any]:
@@ -60,12 +69,35 @@ def bind_mounts(service: dict[str, Any]) -> list[tuple[Path, str]]:
 
 
 def host_path(service: dict[str, Any], container_path: str) -> Path | None:
-    """The host file behind ``container_path``, through the service's bind mounts."""
+    """The host file behind ``container_path``, through the service's bind mounts (the
+    deepest mount wins, as in a container)."""
     wanted = PurePosixPath(container_path)
+    found: tuple[int, Path] | None = None
     for source, target in bind_mounts(service):
         mount = PurePosixPath(target)
-        if wanted == mount or mount in wanted.parents:
-            return source.joinpath(*wanted.relative_to(mount).parts)
+        if (wanted == mount or mount in wanted.parents) and (
+            found is None or len(mount.parts) > found[0]
+        ):
+            found = (len(mount.parts), source.joinpath(*wanted.relative_to(mount).parts))
+    return found[1] if found else None
+
+
+def volume_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> named volume, for the service's named-volume mounts."""
+    mounts = {}
+    for entry in service.get("volumes", []):
+        source, target = entry.split(":")[:2]
+        if not source.startswith((".", "/")):
+            mounts[target] = source
+    return mounts
+
+
+def volume_at(service: dict[str, Any], container_path: str) -> str | None:
+    """The named volume that holds ``container_path`` in the service, if one does."""
+    wanted = PurePosixPath(container_path)
+    for target, volume in volume_mounts(service).items():
+        if wanted == PurePosixPath(target) or PurePosixPath(target) in wanted.parents:
+            return volume
     return None
 
 
@@ -211,7 +243,8 @@ def test_app_environment_is_what_settings_read() -> None:
     for name in APP_SERVICES:
         env = all_services[name]["environment"]
         assert isinstance(env, dict), name
-        assert set(env) <= readable, f"{name}: settings.py never reads {set(env) - readable}"
+        unread = set(env) - readable - DJANGO_OWN_ENV
+        assert not unread, f"{name}: settings.py never reads {unread}"
         assert required <= set(env), f"{name}: missing {required - set(env)}"
         host = env["DATABASE_HOST"]
         assert host == "primary"
@@ -221,29 +254,312 @@ def test_app_environment_is_what_settings_read() -> None:
         assert redis_host and redis_host.group(1) in all_services, name
 
 
-def test_postgres_runs_the_cluster_tools_config_files() -> None:
-    """The containers read django_pgreplica/pgconf itself, like the cluster tool: the
-    primary with primary.conf, replicas with replica.conf, both with its pg_hba.conf."""
+def included_files(service: dict[str, Any], container_path: str) -> list[Path]:
+    """A PostgreSQL config file as mounted and every file its ``include`` lines pull in
+    (relative to the including file, as PostgreSQL resolves them), as host paths."""
+    source = host_path(service, container_path)
+    assert source is not None and source.is_file(), f"{container_path} is not mounted"
+    found = [source]
+    for target in re.findall(r"^include\s+'([^']+)'", source.read_text(), re.MULTILINE):
+        # PostgreSQL resolves "../x" against the including file's directory, as normpath does.
+        found += included_files(service, posixpath.normpath(posixpath.join(
+            posixpath.dirname(container_path), target)))  # fmt: skip
+    return found
+
+
+def test_postgres_runs_the_secure_config_files_and_the_settings_they_share() -> None:
+    """The containers read django_pgreplica/pgconf/secure itself, as `cluster up --secure`
+    does: secure/<role>.conf (TLS, SCRAM) including the dev <role>.conf for everything
+    else, mounted beside it, and secure/pg_hba.conf, never the dev (trust) one."""
+    pgconf = cluster.PGCONF_DIR.resolve()
     for name in POSTGRES_SERVICES:
         service = services()[name]
         assert str(service["image"]).startswith("postgres:15"), name
-        mounted = host_path(service, PGCONF_MOUNT)
-        assert mounted == cluster.PGCONF_DIR.resolve(), f"{name} mounts {mounted}"
         options = command_settings(service)
         role = "primary" if name == "primary" else "replica"
-        config_file = host_path(service, options["config_file"])
-        hba_file = host_path(service, options["hba_file"])
-        assert config_file == cluster.PGCONF_DIR.resolve() / f"{role}.conf", name
-        assert hba_file == cluster.PGCONF_DIR.resolve() / "pg_hba.conf", name
-        assert config_file.is_file() and hba_file.is_file()
+        files = included_files(service, options["config_file"])
+        assert files[0] == SECURE / f"{role}.conf", name
+        assert SECURE / "security.conf" in files, name
+        shared = {pgconf / "primary.conf"} | (
+            {pgconf / "replica.conf"} if role == "replica" else set()
+        )
+        assert shared <= set(files), f"{name} does not reach the shared settings: {files}"
+        assert host_path(service, options["hba_file"]) == SECURE / "pg_hba.conf", name
+        assert host_path(service, "/etc/postgresql/pgreplica/pg_hba.conf") is None, name
         assert options["listen_addresses"] == "*", name
         assert options["cluster_name"] == name, name
         healthcheck = " ".join(service["healthcheck"]["test"])
         assert "pg_isready" in healthcheck, name
     # Containers reach each other over the compose network, not 127.0.0.1.
-    hba = (cluster.PGCONF_DIR / "pg_hba.conf").read_text()
+    hba = (SECURE / "pg_hba.conf").read_text()
     for database in ("all", "replication"):
-        assert re.search(rf"^host\s+{database}\s+\S+\s+samenet\s", hba, re.MULTILINE), database
+        assert re.search(rf"^hostssl\s+{database}\s+\S+\s+samenet\s+scram-sha-256", hba, re.M), (
+            database
+        )
+
+
+def server_tls_dir(service: dict[str, Any]) -> str:
+    """The directory security.conf names for the certificate files (one for all three)."""
+    (conf,) = (f for f in included_files(service, command_settings(service)["config_file"])
+               if f.name == "security.conf")  # fmt: skip
+    paths = dict(re.findall(r"^(ssl_\w+_file)\s*=\s*'([^']+)'", conf.read_text(), re.M))
+    assert set(paths) == {"ssl_cert_file", "ssl_key_file", "ssl_ca_file"}, paths
+    (folder,) = {str(PurePosixPath(path).parent) for path in paths.values()}
+    return folder
+
+
+def test_each_server_gets_its_own_certificate_from_the_certs_step() -> None:
+    """The one-shot certs service writes each server's TLS volume under the server's service
+    name (the host name clients verify), each server mounts only its own volume where
+    security.conf looks, and starts only after the certificates exist."""
+    all_services = services()
+    certs = all_services["certs"]
+    assert certs["restart"] == "no"
+    script = host_path(certs, certs["entrypoint"][-1])
+    assert script == SECURE / "make-certs.sh"
+    args = certs["command"]
+    out_root = PurePosixPath(args[args.index("--owner") + 2])
+    names = args[args.index("--owner") + 3 :]
+    assert args[args.index("--owner") + 1] == "postgres"  # PostgreSQL reads its key as postgres
+    assert sorted(names) == sorted(POSTGRES_SERVICES)
+    ca_volume = volume_at(certs, args[args.index("--ca") + 1])
+    for name in POSTGRES_SERVICES:
+        service = all_services[name]
+        volume = volume_at(certs, str(out_root / name))
+        assert volume is not None, f"certs does not write {name}'s certificate to a volume"
+        assert volume_at(service, server_tls_dir(service) + "/server.crt") == volume, name
+        others = {volume_at(certs, str(out_root / other)) for other in POSTGRES_SERVICES} - {volume}
+        assert not others & set(volume_mounts(service).values()), f"{name} sees another key"
+        assert ca_volume not in volume_mounts(service).values(), f"{name} mounts the CA key"
+        assert service["depends_on"]["certs"]["condition"] == "service_completed_successfully"
+
+
+def test_every_client_checks_the_server_certificate() -> None:
+    """Django, the replicas and the exporter connect with sslmode=verify-full against the CA
+    certificate the certs step publishes, to host names the certificates carry."""
+    all_services = services()
+    certs = all_services["certs"]
+    args = certs["command"]
+    cert_names = set(args[args.index("--owner") + 3 :])
+    public = volume_at(certs, args[args.index("--public") + 1])
+    ca_key = volume_at(certs, args[args.index("--ca") + 1])
+    for name in (*APP_SERVICES, "replication-status"):
+        service = all_services[name]
+        env = service["environment"]
+        assert env["DATABASE_SSLMODE"] == "verify-full", name
+        assert volume_at(service, env["DATABASE_SSLROOTCERT"]) == public, name
+        assert ca_key not in volume_mounts(service).values(), f"{name} mounts the CA key"
+        hosts = {env["DATABASE_HOST"]} | {
+            item.rpartition(":")[0] for item in env["DATABASE_REPLICAS"].split(",")
+        }
+        assert hosts <= cert_names, f"{name}: no certificate names {hosts - cert_names}"
+    for name in REPLICAS:
+        service = all_services[name]
+        env = service["environment"]
+        assert env["PRIMARY_HOST"] in cert_names
+        assert volume_at(service, env["PRIMARY_SSLROOTCERT"]) is not None, name
+        script = host_path(service, service["entrypoint"][-1])
+        assert script is not None
+        assert "sslmode=verify-full sslrootcert=$PRIMARY_SSLROOTCERT" in script.read_text()
+    exporter = all_services["postgres-exporter"]
+    uri = exporter["environment"]["DATA_SOURCE_URI"]
+    host, _, query = uri.partition("?")
+    params = dict(item.split("=", 1) for item in query.split("&"))
+    assert params["sslmode"] == "verify-full"
+    assert volume_at(exporter, params["sslrootcert"]) == public
+    assert host.partition(":")[0] in cert_names
+
+
+def test_each_job_has_its_own_role() -> None:
+    """roles.sql's roles, as compose names them: the application, replication and
+    monitoring each log in as their own role, with their own password."""
+    all_services = services()
+    primary = all_services["primary"]["environment"]
+    assert all_services["primary"]["environment"]["POSTGRES_USER"] == "postgres"
+    assert "POSTGRES_DB" not in primary  # roles.sql makes the app's database, owned by it
+    app = all_services["web"]["environment"]
+    assert app["DATABASE_USER"] == primary["APP_USER"] != "postgres"
+    assert app["DATABASE_PASSWORD"] == primary["APP_PASSWORD"]
+    assert app["DATABASE_NAME"] == primary["APP_DATABASE"]
+    for name in REPLICAS:
+        env = all_services[name]["environment"]
+        assert env["REPLICATION_USER"] == primary["REPLICATION_USER"]
+        assert env["REPLICATION_PASSWORD"] == primary["REPLICATION_PASSWORD"]
+    exporter = all_services["postgres-exporter"]["environment"]
+    status = all_services["replication-status"]["environment"]
+    assert exporter["DATA_SOURCE_USER"] == status["DATABASE_USER"] == primary["MONITOR_USER"]
+    assert (
+        exporter["DATA_SOURCE_PASS"] == status["DATABASE_PASSWORD"] == primary["MONITOR_PASSWORD"]
+    )
+    passwords = [
+        primary[key] for key in ("APP_PASSWORD", "REPLICATION_PASSWORD", "MONITOR_PASSWORD")
+    ]
+    assert len(set([*passwords, primary["POSTGRES_PASSWORD"]])) == 4, "two roles share a secret"
+    assert all_services["replication-status"]["profiles"] == ["tools"]  # not started by `up`
+    # roles.sql reads exactly what the primary's environment sets.
+    wanted = set(re.findall(r"^\\getenv \w+ (\w+)$", (SECURE / "roles.sql").read_text(), re.M))
+    assert wanted and wanted <= set(primary)
+
+
+# --- nothing insecure in what compose mounts or sets ------------------------------------
+
+SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|_PASS$|_KEY$|TOKEN", re.IGNORECASE)
+REQUIRED_VARIABLE = re.compile(r"\$\{\w+:?\?[^}]*\}")
+WEAK_SSLMODE = re.compile(r"sslmode\W{1,3}(disable|allow|prefer)\b", re.IGNORECASE)
+PASSWORD_IN_URL = re.compile(r"://[^/\s:@]+:[^@\s/]+@")
+SECRET_DEFAULT = re.compile(r"\$\{(\w+):?-")
+
+
+def mounted_files(data: dict[str, Any]) -> list[Path]:
+    """Every host file a service bind-mounts (directories: every file in them)."""
+    found: set[Path] = set()
+    for service in data["services"].values():
+        for source, _ in bind_mounts(service):
+            found |= {source} if source.is_file() else {f for f in source.rglob("*") if f.is_file()}
+    return sorted(found)
+
+
+def code_lines(text: str) -> list[tuple[int, str]]:
+    """Numbered lines without their comments (# for conf, shell and YAML; -- for SQL)."""
+    lines = []
+    for number, line in enumerate(text.splitlines(), 1):
+        code = re.sub(r"(^|\s)(#|--\s).*$", "", line).strip()
+        if code:
+            lines.append((number, code))
+    return lines
+
+
+def insecure_findings(
+    data: dict[str, Any], compose_text: str, read: Callable[[Path], str]
+) -> list[str]:
+    """What would make the stack trust a client, talk in clear or run with a known secret."""
+    findings = []
+    for name, service in data["services"].items():
+        env = service.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(item.split("=", 1) for item in env)
+        for key, value in env.items():
+            value = str(value)
+            if SECRET_NAME.search(key) and not REQUIRED_VARIABLE.fullmatch(value):
+                findings.append(f"{name}: {key} is not a required ${{VAR:?...}}: {value!r}")
+            if WEAK_SSLMODE.search(value) or PASSWORD_IN_URL.search(value):
+                findings.append(f"{name}: {key} = {value!r}")
+            if key.endswith("SSLMODE") and value != "verify-full":
+                findings.append(f"{name}: {key} = {value!r}, not verify-full")
+        command = " ".join(map(str, service.get("command") or []))
+        if "seed_demo" in command and "--no-admin" not in command:
+            findings.append(f"{name}: seed_demo makes its admin/admin superuser")
+    for match in SECRET_DEFAULT.finditer(compose_text):
+        if SECRET_NAME.search(match[1]):
+            findings.append(f"compose.yaml: {match[1]} has a default")
+    for path in mounted_files(data):
+        try:
+            text = read(path)
+        except UnicodeDecodeError:
+            continue
+        where = path.relative_to(ROOT)
+        for number, line in code_lines(text):
+            if re.search(r"\btrust\b", line):
+                findings.append(f"{where}:{number}: trust: {line}")
+            if WEAK_SSLMODE.search(line) or PASSWORD_IN_URL.search(line):
+                findings.append(f"{where}:{number}: {line}")
+            for match in SECRET_DEFAULT.finditer(line):
+                if SECRET_NAME.search(match[1]):
+                    findings.append(f"{where}:{number}: {match[1]} has a default")
+    return findings
+
+
+def test_nothing_compose_mounts_or_sets_trusts_talks_in_clear_or_has_a_default_secret() -> None:
+    data = load_compose()
+    assert mounted_files(data), "no mounted files found: the scan would prove nothing"
+    assert SECURE / "pg_hba.conf" in mounted_files(data)
+    assert insecure_findings(data, COMPOSE.read_text(), Path.read_text) == []
+
+
+def _trust_line(data: dict[str, Any], files: dict[Path, str]) -> str:
+    files[SECURE / "pg_hba.conf"] += "host all all samenet trust\n"
+    return "trust"
+
+
+def _dev_pgconf_mounted(data: dict[str, Any], files: dict[Path, str]) -> str:
+    data["services"]["primary"]["volumes"].append("./django_pgreplica/pgconf:/etc/dev:ro")
+    return "pg_hba.conf"
+
+
+def _exporter_in_clear(data: dict[str, Any], files: dict[Path, str]) -> str:
+    data["services"]["postgres-exporter"]["environment"]["DATA_SOURCE_URI"] = (
+        "primary:5432/postgres?sslmode=disable"
+    )
+    return "DATA_SOURCE_URI"
+
+
+def _password_default(data: dict[str, Any], files: dict[Path, str]) -> str:
+    data["services"]["primary"]["environment"]["POSTGRES_PASSWORD"] = "${POSTGRES_PASSWORD:-pg}"
+    return "POSTGRES_PASSWORD"
+
+
+def _literal_secret_key(data: dict[str, Any], files: dict[Path, str]) -> str:
+    data["services"]["web"]["environment"]["DJANGO_SECRET_KEY"] = "change-me"
+    return "DJANGO_SECRET_KEY"
+
+
+def _script_default(data: dict[str, Any], files: dict[Path, str]) -> str:
+    script = ROOT / "docker" / "postgres" / "replica-entrypoint.sh"
+    files[script] += 'REPLICATION_PASSWORD="${REPLICATION_PASSWORD:-replicator}"\n'
+    return "REPLICATION_PASSWORD has a default"
+
+
+def _demo_admin(data: dict[str, Any], files: dict[Path, str]) -> str:
+    command = data["services"]["migrate"]["command"]
+    command[-1] = command[-1].replace(" --no-admin", "")
+    return "admin/admin"
+
+
+def _weak_sslmode(data: dict[str, Any], files: dict[Path, str]) -> str:
+    data["services"]["worker"]["environment"]["DATABASE_SSLMODE"] = "prefer"
+    return "DATABASE_SSLMODE"
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        _trust_line,
+        _dev_pgconf_mounted,
+        _exporter_in_clear,
+        _password_default,
+        _literal_secret_key,
+        _script_default,
+        _demo_admin,
+        _weak_sslmode,
+    ],
+)
+def test_the_scan_finds_each_insecure_setting(
+    breakage: Callable[[dict[str, Any], dict[Path, str]], str],
+) -> None:
+    """So the test above can fail: each way back to an open stack is reported."""
+    data = load_compose()
+    files = {path: path.read_text() for path in mounted_files(data)}
+    expected = breakage(data, files)
+    compose_text = COMPOSE.read_text()
+    if expected == "POSTGRES_PASSWORD":
+        compose_text += "\n# ${POSTGRES_PASSWORD:-pg}\n"
+    findings = insecure_findings(
+        data, compose_text, lambda path: files.get(path) or path.read_text()
+    )
+    assert any(expected in finding for finding in findings), findings
+
+
+def test_env_example_lists_every_secret_compose_requires() -> None:
+    """.env.example names each ${VAR:?...} of compose.yaml, with no value to copy."""
+    text = COMPOSE.read_text()
+    required = set(re.findall(r"\$\{(\w+):?\?", text))
+    assert required, "compose.yaml requires no variable"
+    example = ENV_EXAMPLE.read_text()
+    assigned = dict(re.findall(r"^(\w+)=(.*)$", example, re.MULTILINE))
+    assert set(assigned) == required
+    assert all(value == "" for value in assigned.values()), "a secret has an example value"
+    for optional in set(re.findall(r"\$\{(\w+):-", text)):
+        assert re.search(rf"^# {optional}=", example, re.MULTILINE), optional
 
 
 def test_replicas_clone_with_their_own_slot() -> None:
@@ -267,7 +583,12 @@ def test_replicas_clone_with_their_own_slot() -> None:
 
 
 @pytest.mark.parametrize(
-    "script", ["docker/postgres/replica-entrypoint.sh", "docker/postgres/initdb/10-roles.sh"]
+    "script",
+    [
+        "docker/postgres/replica-entrypoint.sh",
+        "docker/postgres/initdb/10-roles.sh",
+        "django_pgreplica/pgconf/secure/make-certs.sh",
+    ],
 )
 def test_shell_scripts_parse(script: str) -> None:
     bash = shutil.which("bash")
@@ -338,6 +659,33 @@ def test_prometheus_loads_the_mounted_alert_rules() -> None:
         assert yaml.safe_load(source.read_text())["groups"]
 
 
+def gunicorn_conf() -> dict[str, Any]:
+    namespace: dict[str, Any] = {}
+    exec(compile(GUNICORN_CONF.read_text(), str(GUNICORN_CONF), "exec"), namespace)
+    return namespace
+
+
+def test_metrics_are_on_the_workers_export_ports_not_the_web_port() -> None:
+    """gunicorn's workers get django-prometheus's export port range (METRICS_PORTS) and no
+    other process does; compose publishes the web port only, so /metrics is reachable from
+    the compose network (Prometheus) and not from the host."""
+    conf = gunicorn_conf()
+    env = dict(item.split("=", 1) for item in conf["raw_env"])
+    ports = conf["METRICS_PORTS"]
+    assert env["PROMETHEUS_METRICS_EXPORT_PORT_RANGE"] == f"{ports.start}-{ports.stop - 1}"
+    assert env["PROMETHEUS_METRICS_EXPORT_ADDRESS"] == "0.0.0.0"
+    assert {"PROMETHEUS_METRICS_EXPORT_PORT_RANGE", "PROMETHEUS_METRICS_EXPORT_ADDRESS"} <= (
+        env_names_read_by_settings()
+    )
+    all_services = services()
+    for name in APP_SERVICES:  # a metrics port in the worker or migrate would be shared
+        assert not set(env) & set(all_services[name]["environment"]), name
+    web = all_services["web"]
+    assert web["ports"] == ["127.0.0.1:8000:8000"]
+    assert conf["bind"].endswith(":8000")
+    assert "/metrics" not in " ".join(web["healthcheck"]["test"])
+
+
 def test_prometheus_scrapes_every_gunicorn_worker_and_the_exporter() -> None:
     config, _ = load_prometheus()
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
@@ -350,15 +698,55 @@ def test_prometheus_scrapes_every_gunicorn_worker_and_the_exporter() -> None:
     django_targets = [t for s in jobs["django"]["static_configs"] for t in s["targets"]]
     assert jobs["django"].get("metrics_path", "/metrics") == "/metrics"
     ports = sorted(int(t.rpartition(":")[2]) for t in django_targets)
-    namespace: dict[str, Any] = {}
-    exec(compile(GUNICORN_CONF.read_text(), str(GUNICORN_CONF), "exec"), namespace)
     command = all_services["web"]["command"]
     workers = int(command[command.index("--workers") + 1])
-    assert ports == list(namespace["METRICS_PORTS"])[:workers]
+    assert ports == list(gunicorn_conf()["METRICS_PORTS"])[:workers]
     exporter = jobs["postgres-exporter"]["static_configs"][0]["targets"]
     assert exporter == ["postgres-exporter:9187"]
     image = all_services["postgres-exporter"]["image"]
     assert image.startswith("quay.io/prometheuscommunity/postgres-exporter:")
+
+
+def relabel(job: dict[str, Any], name: str) -> bool:
+    """Whether the job's metric_relabel_configs keep a series called ``name``."""
+    for rule in job.get("metric_relabel_configs", []):
+        assert rule["source_labels"] == ["__name__"]
+        matched = re.fullmatch(rule["regex"], name) is not None
+        if (rule["action"] == "drop" and matched) or (rule["action"] == "keep" and not matched):
+            return False
+    return True
+
+
+FLEET_COUNTERS = (
+    "django_pgreplica_reads_total",
+    "django_pgreplica_fallback_total",
+    "django_pgreplica_replay_wait_seconds_bucket",
+    "django_pgreplica_replay_wait_seconds_count",
+    "django_pgreplica_routing_processes",
+)
+PER_WORKER = (
+    "django_pgreplica_replica_lag_seconds",
+    "django_pgreplica_circuit_state",
+    "django_pgreplica_replication_status",
+    "django_http_requests_total_by_method_total",
+)
+
+
+def test_fleet_wide_counters_are_scraped_once() -> None:
+    """With CACHE (compose sets PGREPLICA_CACHE_URL) every worker reports the fleet's
+    routing counters: they come from one target, so sum(rate(...)) in the alert rules and
+    the dashboard counts each read once; everything else comes from every worker."""
+    assert "PGREPLICA_CACHE_URL" in services()["web"]["environment"]
+    config, _ = load_prometheus()
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    (fleet,) = [job for name, job in jobs.items() if name != "django" and any(
+        t.startswith("web:") for s in job["static_configs"] for t in s["targets"])]  # fmt: skip
+    (target,) = [t for s in fleet["static_configs"] for t in s["targets"]]
+    assert target in [t for s in jobs["django"]["static_configs"] for t in s["targets"]]
+    for name in FLEET_COUNTERS:
+        assert relabel(fleet, name) and not relabel(jobs["django"], name), name
+    for name in PER_WORKER:
+        assert relabel(jobs["django"], name) and not relabel(fleet, name), name
 
 
 def test_prometheus_config_passes_promtool() -> None:

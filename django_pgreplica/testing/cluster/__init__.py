@@ -22,6 +22,11 @@ Typical use::
     python -m django_pgreplica.testing.cluster pause-replay replica1
     python -m django_pgreplica.testing.cluster down             # stop, delete the directory
 
+``up --secure`` makes a cluster as compose.yaml runs it (``pgconf/secure/``: TLS with
+certificates it makes with the openssl CLI, SCRAM passwords, the ``app``, ``replicator`` and
+``monitor`` roles); its ``env`` is then the application role's, with ``verify-full``. See
+:mod:`.secure`.
+
 ``pause-replay NAME`` has siblings ``resume-replay``, ``stop``, ``start``, ``kill``,
 ``promote`` and ``rebuild``; ``--help`` lists them.
 
@@ -58,8 +63,10 @@ from .patroni import HangTarget, KilledLeader, PatroniCluster
 from .patroni_setup import DEFAULT_PATRONI_DIR, DEFAULT_PATRONI_PORT, SyncMode
 from .patroni_status import MemberStatus, PatroniStatus
 from .processes import free_base_port, pid_alive, port_in_use
+from .secure import APP_USER, MONITOR_USER, REPLICATION_USER, SECURE_PGCONF_DIR, SecureFiles
 
 __all__ = [
+    "APP_USER",
     "CONFIG_FILE",
     "DEFAULT_DBNAME",
     "DEFAULT_DIR",
@@ -68,7 +75,10 @@ __all__ = [
     "DEFAULT_PORT",
     "HOST",
     "INSTALL_HINT",
+    "MONITOR_USER",
     "PGCONF_DIR",
+    "REPLICATION_USER",
+    "SECURE_PGCONF_DIR",
     "SERVER_BINARIES",
     "SUPERUSER",
     "Cluster",
@@ -81,6 +91,7 @@ __all__ = [
     "PatroniCluster",
     "PatroniStatus",
     "Role",
+    "SecureFiles",
     "SyncMode",
     "find_bindir",
     "free_base_port",

@@ -30,6 +30,7 @@ from .binaries import find_bindir, has_server
 from .errors import ClusterError
 from .nodes import Node, Role
 from .processes import OsUser, children, pid_alive, wait_gone
+from .secure import SecureFiles
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class ClusterBase:
         replicas: int | None = None,
         dbname: str | None = None,
         bindir: str | os.PathLike[str] | None = None,
+        secure: bool | None = None,
     ) -> None:
         self.dir = Path(dir).expanduser().absolute()
         saved = self._load_config()
@@ -66,6 +68,13 @@ class ClusterBase:
                 f"the cluster in {self.dir} uses port {saved['port']}, not {port}: "
                 "run `down` first or use its port"
             )
+        if secure is not None and saved and bool(saved.get("secure")) != secure:
+            made = "with" if saved.get("secure") else "without"
+            raise ClusterError(
+                f"the cluster in {self.dir} was made {made} --secure: run `down` first"
+            )
+        # TLS, SCRAM passwords and least-privilege roles: pgconf/secure/ (see .secure).
+        self.secure: bool = bool(saved.get("secure")) if secure is None else secure
         self.port: int = port if port is not None else int(saved.get("port", DEFAULT_PORT))
         self.replica_count: int = self._replica_count(replicas, saved)
         self.dbname: str = dbname or str(saved.get("dbname", DEFAULT_DBNAME))
@@ -74,7 +83,8 @@ class ClusterBase:
         self._user: OsUser | None = None
 
     def __repr__(self) -> str:
-        return f"<Cluster {self.dir} port={self.port} replicas={self.replica_count}>"
+        secure = " secure" if self.secure else ""
+        return f"<Cluster {self.dir} port={self.port} replicas={self.replica_count}{secure}>"
 
     @staticmethod
     def _replica_count(requested: int | None, saved: dict[str, Any]) -> int:
@@ -109,6 +119,7 @@ class ClusterBase:
             "replicas": self.replica_count,
             "dbname": self.dbname,
             "bindir": str(self.bindir),
+            "secure": self.secure,
         }
         tmp = self.config_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -134,6 +145,11 @@ class ClusterBase:
         if self._user is None:
             self._user = OsUser.detect()
         return self._user
+
+    @property
+    def secure_files(self) -> SecureFiles:
+        """Certificates and passwords of a ``secure`` cluster."""
+        return SecureFiles(self.dir, self.user)
 
     # -- nodes --
 
@@ -173,12 +189,19 @@ class ClusterBase:
 
     # -- running commands --
 
-    def _run(self, cmd: Sequence[str], *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """Run a server binary (as the postgres OS user when we are root)."""
+    def _run(
+        self,
+        cmd: Sequence[str],
+        *,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a server binary (as the postgres OS user when we are root); ``env`` is added
+        to the environment (secrets go there, never on the command line)."""
         full = self.user.wrap([str(self.bindir / cmd[0]), *cmd[1:]])
         logger.debug("running %s", shlex.join(full))
         # PG* variables (PGPORT, PGDATA, PGOPTIONS, ...) would quietly retarget the tools.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")} | (env or {})
         try:
             return subprocess.run(
                 full,
@@ -198,11 +221,13 @@ class ClusterBase:
             raise ClusterError(f"{cmd[0]} timed out after {timeout:.0f}s") from None
 
     def connect(self, name: str, dbname: str | None = None) -> psycopg.Connection[Any]:
-        """An autocommit psycopg connection to node ``name`` as the superuser."""
+        """An autocommit psycopg connection to node ``name`` as the superuser (over TLS
+        with its password when ``secure``)."""
         node = self.node(name)
+        extra = self.secure_files.connect_kwargs() if self.secure else {}
         try:
             return psycopg.connect(
-                node.conninfo(dbname or "postgres"), autocommit=True, connect_timeout=3
+                node.conninfo(dbname or "postgres"), autocommit=True, connect_timeout=3, **extra
             )
         except psycopg.OperationalError as exc:
             raise ClusterError(f"cannot connect to {name} on port {node.port}: {exc}") from None

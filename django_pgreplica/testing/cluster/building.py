@@ -4,7 +4,9 @@ Each node's data directory gets a copy of ``django_pgreplica/pgconf/`` (``primar
 ``replica.conf``, ``pg_hba.conf``) and one include line in its ``postgresql.conf`` naming
 its role; ports, ``listen_addresses`` and the socket directory go on the ``pg_ctl`` command
 line. ``docs/postgresql.md`` gives the reason for each setting (the files are those
-settings sized for a laptop).
+settings sized for a laptop). A ``secure`` cluster gets ``pgconf/secure/`` on top: its
+``pg_hba.conf``, and an include of ``secure/<role>.conf`` (which includes the dev file of
+the role); its certificate paths go on the command line too (see :mod:`.secure`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from .base import ClusterBase
 from .errors import ClusterError
 from .nodes import HOST, SUPERUSER, Node, Role, log_tail
 from .processes import port_in_use
+from .secure import REPLICATION_USER, SECURE_PGCONF_DIR, psql_version
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +34,10 @@ __all__ = ["PGCONF_DIR", "ClusterBuilder"]
 
 PGCONF_DIR = Path(__file__).resolve().parents[2] / "pgconf"
 # The include line this tool owns in each node's postgresql.conf; its target says the role.
-_INCLUDE_RE = re.compile(r"^include 'pgreplica/(primary|replica)\.conf'.*$", re.MULTILINE)
+_INCLUDE_RE = re.compile(
+    r"^include 'pgreplica/(?:secure/)?(primary|replica)\.conf'.*$", re.MULTILINE
+)
+SECURE_CONF_FILES = ("primary.conf", "replica.conf", "security.conf")
 
 
 class ClusterBuilder(ClusterBase):
@@ -63,14 +69,24 @@ class ClusterBuilder(ClusterBase):
         for name in ("primary.conf", "replica.conf"):
             shutil.copyfile(PGCONF_DIR / name, confdir / name)
             self.user.own(confdir / name)
-        shutil.copyfile(PGCONF_DIR / "pg_hba.conf", node.datadir / "pg_hba.conf")
+        hba = PGCONF_DIR / "pg_hba.conf"
+        if self.secure:
+            # The same layout as compose's mounts: secure/ beside the dev files it includes.
+            (confdir / "secure").mkdir(exist_ok=True)
+            self.user.own(confdir / "secure")
+            for name in SECURE_CONF_FILES:
+                shutil.copyfile(SECURE_PGCONF_DIR / name, confdir / "secure" / name)
+                self.user.own(confdir / "secure" / name)
+            hba = SECURE_PGCONF_DIR / "pg_hba.conf"
+        shutil.copyfile(hba, node.datadir / "pg_hba.conf")
         self.user.own(node.datadir / "pg_hba.conf")
         self._set_role_include(node, role)
 
     def _set_role_include(self, node: Node, role: Role) -> None:
         conf = node.datadir / "postgresql.conf"
         text = conf.read_text()
-        line = f"include 'pgreplica/{role}.conf'  # managed by django_pgreplica.testing.cluster"
+        target = f"secure/{role}" if self.secure else role
+        line = f"include 'pgreplica/{target}.conf'  # managed by django_pgreplica.testing.cluster"
         if _INCLUDE_RE.search(text):
             text = _INCLUDE_RE.sub(line, text)
         else:
@@ -80,20 +96,37 @@ class ClusterBuilder(ClusterBase):
     def _initdb(self) -> None:
         node = self.primary
         logger.info("initdb %s", node.datadir)
-        self._run(
-            [
-                "initdb",
-                "-D",
-                str(node.datadir),
-                "-U",
-                SUPERUSER,
-                "--auth=trust",
-                "--no-locale",
-                "--encoding=UTF8",
-                "--no-sync",  # a throwaway dev cluster; skips seconds of fsync
-            ]
-        )
+        auth = ["--auth=trust"]
+        pwfile = self.secure_files.secrets_dir / "initdb-password"
+        if self.secure:
+            # The superuser's password, read by initdb from a file only it (postgres) reads.
+            self.secure_files.write_secret(pwfile, self.secure_files.passwords()[SUPERUSER] + "\n")
+            auth = ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+        try:
+            self._run(
+                [
+                    "initdb",
+                    "-D",
+                    str(node.datadir),
+                    "-U",
+                    SUPERUSER,
+                    *auth,
+                    "--no-locale",
+                    "--encoding=UTF8",
+                    "--no-sync",  # a throwaway dev cluster; skips seconds of fsync
+                ]
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
         self._install_conf(node, "primary")
+
+    def _prepare_secure(self) -> None:
+        """Certificates for every node and the replication passfile (idempotent)."""
+        if not self.secure:
+            return
+        files = self.secure_files
+        files.make_certs([node.name for node in self.nodes])
+        files.write_passfile()
 
     def _drop_slot(self, slot: str, timeout: float = 10) -> None:
         """Drop ``slot`` on the primary, waiting for a departing walsender to let go of it."""
@@ -118,6 +151,18 @@ class ClusterBuilder(ClusterBase):
         logger.info("cloning %s from the primary (slot %s)", node.name, node.slot)
         self._drop_slot(node.slot)  # a leftover from a replica that was removed or promoted
         conninfo = f"{self.primary.conninfo()} application_name={node.name}"
+        if self.secure:
+            # -R copies these into primary_conninfo: TLS checked against the host name,
+            # the password read from the passfile (so never written into the data dir).
+            files = self.secure_files
+            conninfo = " ".join(
+                [
+                    f"host={HOST} port={self.primary.port} user={REPLICATION_USER}",
+                    f"application_name={node.name}",
+                    *(f"{key}={value}" for key, value in files.client_params().items()),
+                    f"passfile={files.passfile}",
+                ]
+            )
         self._run(
             [
                 "pg_basebackup",
@@ -138,6 +183,9 @@ class ClusterBuilder(ClusterBase):
         self._install_conf(node, "replica")
 
     def _ensure_database(self) -> None:
+        if self.secure:
+            self._ensure_roles()
+            return
         exists = self._query(
             self.primary, "SELECT 1 FROM pg_database WHERE datname = %s", [self.dbname]
         )
@@ -145,6 +193,22 @@ class ClusterBuilder(ClusterBase):
             logger.info("creating database %s", self.dbname)
             with self.connect("primary") as conn:
                 conn.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(self.dbname)))
+
+    def _ensure_roles(self) -> None:
+        """pgconf/secure/roles.sql, as compose runs it: the roles and the app's database.
+        Run on every ``up`` (it is idempotent), so a reused cluster has the file's roles."""
+        files = self.secure_files
+        psql = self.bindir / "psql"
+        if psql_version(psql) < (15,):
+            raise ClusterError(f"--secure needs psql 15 or newer for roles.sql (\\getenv): {psql}")
+        params = {"host": HOST, "port": self.primary.port, "user": SUPERUSER, "dbname": "postgres"}
+        params |= files.client_params()
+        conninfo = " ".join(f"{key}={value}" for key, value in params.items())
+        env = {"PGPASSWORD": files.passwords()[SUPERUSER], **files.role_env(self.dbname)}
+        self._run(
+            ["psql", "-X", "-q", "-d", conninfo, "-f", str(SECURE_PGCONF_DIR / "roles.sql")],
+            env=env,
+        )
 
     # -- ports --
 
@@ -170,12 +234,14 @@ class ClusterBuilder(ClusterBase):
         self._ensure_port_free(node)
         self._clear_stale_lockfiles(node)
         logger.info("starting %s on port %d", node.name, node.port)
+        secure = self.secure_files.server_settings(node.name) if self.secure else {}
         options = " ".join(
             [
                 f"-p {node.port}",
                 f"-c listen_addresses={HOST}",
                 f"-c unix_socket_directories={shlex.quote(str(self.socket_dir))}",
                 f"-c cluster_name={node.name}",
+                *(f"-c {shlex.quote(f'{key}={value}')}" for key, value in secure.items()),
             ]
         )
         node.logfile.touch()

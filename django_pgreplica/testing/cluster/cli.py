@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--dbname", default=None, help=f"database to create (default: {DEFAULT_DBNAME})"
     )
+    up.add_argument(
+        "--secure",
+        action="store_true",
+        default=None,
+        help="TLS, SCRAM passwords and least-privilege roles: pgconf/secure/, as compose "
+        "runs it (only when the cluster is made; certificates need the openssl command)",
+    )
     sub.add_parser("down", parents=[common], help="stop the cluster and delete its directory")
     status = sub.add_parser(
         "status", parents=[common], help="show the nodes; exit 1 unless all are healthy"
@@ -90,7 +97,9 @@ def _run_command(args: argparse.Namespace) -> int:
     if args.command == "patroni":
         return run_patroni(args)
     if args.command == "up":
-        cluster = Cluster(args.dir, port=args.port, replicas=args.replicas, dbname=args.dbname)
+        cluster = Cluster(
+            args.dir, port=args.port, replicas=args.replicas, dbname=args.dbname, secure=args.secure
+        )
         started = time.monotonic()
         cluster.up()
         logger.info("cluster up in %.1fs", time.monotonic() - started)

@@ -48,6 +48,7 @@ class Cluster(ClusterStatus, ClusterBuilder):
             self._check_ports()
             self._prepare_dirs()
             self._save_config()  # first, so `down` can clean up a half-built cluster
+            self._prepare_secure()
             if not (self.primary.datadir / "PG_VERSION").exists():
                 shutil.rmtree(self.primary.datadir, ignore_errors=True)
                 self._initdb()

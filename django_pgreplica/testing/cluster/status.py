@@ -16,6 +16,7 @@ from ..replay import REPLAY_POSITION_SQL, NotReplayed, ReplayPosition, wait_repl
 from .base import ClusterBase
 from .errors import ClusterError
 from .nodes import HOST, SUPERUSER, Node, NodeStatus, log_tail
+from .secure import APP_USER, MONITOR_USER
 
 __all__ = ["ClusterStatus"]
 
@@ -112,11 +113,25 @@ class ClusterStatus(ClusterBase):
         )
 
     def env(self) -> dict[str, str]:
-        """The DATABASE_* variables testproject/settings.py reads."""
-        return {
+        """The DATABASE_* variables testproject/settings.py reads. A secure cluster's are
+        the application role's, over TLS, plus MONITOR_USER/MONITOR_PASSWORD (the names
+        compose uses) for ``replication_status`` as the monitoring role."""
+        env = {
             "DATABASE_HOST": HOST,
             "DATABASE_PORT": str(self.port),
             "DATABASE_NAME": self.dbname,
             "DATABASE_USER": SUPERUSER,
             "DATABASE_REPLICAS": ",".join(f"{HOST}:{node.port}" for node in self.replicas),
         }
+        if self.secure:
+            files = self.secure_files
+            passwords = files.passwords()
+            env |= {
+                "DATABASE_USER": APP_USER,
+                "DATABASE_PASSWORD": passwords[APP_USER],
+                "DATABASE_SSLMODE": files.client_params()["sslmode"],
+                "DATABASE_SSLROOTCERT": files.client_params()["sslrootcert"],
+                "MONITOR_USER": MONITOR_USER,
+                "MONITOR_PASSWORD": passwords[MONITOR_USER],
+            }
+        return env

@@ -1,24 +1,20 @@
 #!/usr/bin/env bash
 # Runs once, when the primary's data directory is first initialised
-# (/docker-entrypoint-initdb.d). Creates the two roles docs/postgresql.md ("Roles") sets up:
-#   - $REPLICATION_USER: LOGIN REPLICATION, used by the replicas' pg_basebackup and WAL
-#     receivers (pg_hba.conf "replication" lines);
-#   - $MONITOR_USER: LOGIN with pg_monitor, used by postgres-exporter. Without pg_monitor
-#     the lag columns of pg_stat_replication read NULL.
-# The application connects as the superuser in this demo; see docs/postgresql.md for a
-# least-privilege production setup.
-set -e
+# (/docker-entrypoint-initdb.d): the roles and the application's database of
+# pgconf/secure/roles.sql, the file `python -m django_pgreplica.testing.cluster up --secure`
+# runs too (docs/security.md, "Roles"):
+#   - $APP_USER owns $APP_DATABASE (and its public schema), no superuser;
+#   - $REPLICATION_USER: REPLICATION only, for pg_basebackup and the WAL receivers;
+#   - $MONITOR_USER: pg_monitor only, for postgres-exporter and replication_status.
+# roles.sql reads the names and passwords from this environment (compose.yaml sets them
+# from .env); none has a default.
+set -Eeuo pipefail
 
-psql -v ON_ERROR_STOP=1 -X -q \
-    --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
-    -v repl_user="${REPLICATION_USER:-replicator}" \
-    -v repl_password="${REPLICATION_PASSWORD:-replicator}" \
-    -v monitor_user="${MONITOR_USER:-exporter}" \
-    -v monitor_password="${MONITOR_PASSWORD:-exporter}" <<'SQL'
-SELECT format('CREATE ROLE %I WITH LOGIN REPLICATION PASSWORD %L', :'repl_user', :'repl_password')
-\gexec
-SELECT format('CREATE ROLE %I WITH LOGIN PASSWORD %L', :'monitor_user', :'monitor_password')
-\gexec
-SELECT format('GRANT pg_monitor TO %I', :'monitor_user')
-\gexec
-SQL
+for name in APP_USER APP_PASSWORD APP_DATABASE REPLICATION_USER REPLICATION_PASSWORD \
+    MONITOR_USER MONITOR_PASSWORD; do
+    [[ -n "${!name:-}" ]] || { echo "10-roles.sh: $name must be set (see .env.example)" >&2; exit 1; }
+done
+
+# The unix socket, as the postgres OS user: pg_hba.conf's "local all postgres peer".
+psql -X -q --username "$POSTGRES_USER" --dbname postgres \
+    -f /etc/postgresql/pgreplica/secure/roles.sql
