@@ -14,12 +14,14 @@ memory-mapped, no lock: a torn read costs one wrong guess, not an error):
 
 A process takes only the others' word: what it saw itself, its own health already knows.
 
-A process about to connect to a server where an attempt has been in flight for longer
-than :data:`STUCK_AFTER`, or where one failed within the last HEALTH_CHECK_INTERVAL, does
-not connect: its read goes elsewhere at once, and the replica is probed in the background
-as after any failure. Only the processes that started connecting within STUCK_AFTER of
-the first pay ``connect_timeout``. The background prober's own attempts are not
-announced: they never hold a request.
+A process about to connect to a server where another process failed to within the last
+HEALTH_CHECK_INTERVAL, or where an attempt has been in flight for :data:`STUCK_AFTER`,
+does not connect: its read goes elsewhere, and the replica is probed in the background as
+after any failure. An attempt in flight for longer than :data:`QUICK` (a live server has
+answered by then) is waited for, briefly: a live one ends within moments, and a hung one
+is given up on at STUCK_AFTER. So only the requests that start connecting within QUICK of
+the first pay ``connect_timeout``; the rest pay at most STUCK_AFTER. The background
+prober's own attempts are not announced: they never hold a request.
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ from ..db import members
 
 logger = logging.getLogger("django_pgreplica.health")
 
-# A connection attempt to a live server takes milliseconds (tens with TLS over a network,
-# measured); one still waiting after this long is taken for a hang.
-STUCK_AFTER = 0.5
+# A connection attempt to a live server takes milliseconds (3 ms on loopback, tens with
+# TLS over a network): one still in flight after QUICK is watched, and after STUCK_AFTER
+# taken for a hang.
+QUICK = 0.02
+STUCK_AFTER = 0.3
+POLL = 0.005
 # started, ended, failed (wall clock: shared by processes), pid that started, pid that failed
 _LAYOUT = struct.Struct("dddqq")
 
@@ -102,13 +107,17 @@ def refusal(server: str, recent: float, longest: float) -> str | None:
     view = _map(server)
     if view is None:
         return None
-    started, ended, failed, started_by, failed_by = _read(view)
-    now, me = clock.wall(), os.getpid()
-    if started > ended and STUCK_AFTER < now - started < longest and started_by != me:
-        return f"another process has waited {now - started:.1f}s to connect to {server}"
-    if failed and now - failed < recent and failed_by != me:
-        return f"another process failed to connect to {server} {now - failed:.1f}s ago"
-    return None
+    while True:
+        started, ended, failed, _, failed_by = _read(view)
+        now = clock.wall()
+        if failed and now - failed < recent and failed_by != os.getpid():
+            return f"another process failed to connect to {server} {now - failed:.1f}s ago"
+        age = now - started
+        if started <= ended or age >= longest or age < QUICK:
+            return None  # none in flight (or its process died), or one just begun
+        if age >= STUCK_AFTER:
+            return f"a connection attempt to {server} has waited {age:.1f}s"
+        clock.sleep(POLL)  # a whole step: a tiny remainder may not move a wall clock at all
 
 
 def begin(server: str, longest: float) -> None:
