@@ -8,7 +8,7 @@ are announced in a small file per server in the temporary directory (three doubl
 memory-mapped, no lock: a torn read costs one wrong guess, not an error):
 
 - ``started``: when the oldest attempt still in flight began (0 or older than ``ended``:
-  none is in flight), and by which process;
+  none is in flight);
 - ``ended``: when the last attempt ended;
 - ``failed``: when the last attempt failed (0 once one got in again), and by which process.
 
@@ -48,8 +48,8 @@ logger = logging.getLogger("django_pgreplica.health")
 QUICK = 0.02
 STUCK_AFTER = 0.3
 POLL = 0.005
-# started, ended, failed (wall clock: shared by processes), pid that started, pid that failed
-_LAYOUT = struct.Struct("dddqq")
+# started, ended, failed (wall clock: shared by processes), the pid that failed
+_LAYOUT = struct.Struct("dddq")
 
 _lock = threading.Lock()
 _maps: dict[str, tuple[int, mmap.mmap]] = {}  # server -> (pid that mapped it, the map)
@@ -95,9 +95,9 @@ def _map(server: str) -> mmap.mmap | None:
         return view
 
 
-def _read(view: mmap.mmap) -> tuple[float, float, float, int, int]:
-    started, ended, failed, started_by, failed_by = _LAYOUT.unpack_from(view, 0)
-    return float(started), float(ended), float(failed), int(started_by), int(failed_by)
+def _read(view: mmap.mmap) -> tuple[float, float, float, int]:
+    started, ended, failed, failed_by = _LAYOUT.unpack_from(view, 0)
+    return float(started), float(ended), float(failed), int(failed_by)
 
 
 def refusal(server: str, recent: float, longest: float) -> str | None:
@@ -108,7 +108,7 @@ def refusal(server: str, recent: float, longest: float) -> str | None:
     if view is None:
         return None
     while True:
-        started, ended, failed, _, failed_by = _read(view)
+        started, ended, failed, failed_by = _read(view)
         now = clock.wall()
         if failed and now - failed < recent and failed_by != os.getpid():
             return f"another process failed to connect to {server} {now - failed:.1f}s ago"
@@ -124,10 +124,10 @@ def begin(server: str, longest: float) -> None:
     view = _map(server)
     if view is None:
         return
-    started, ended, failed, _, failed_by = _read(view)
+    started, ended, failed, failed_by = _read(view)
     now = clock.wall()
     if started <= ended or now - started >= longest:  # none (alive) in flight: the oldest
-        _LAYOUT.pack_into(view, 0, now, ended, failed, os.getpid(), failed_by)
+        _LAYOUT.pack_into(view, 0, now, ended, failed, failed_by)
 
 
 def end(server: str, failed: bool) -> None:
@@ -136,12 +136,9 @@ def end(server: str, failed: bool) -> None:
     view = _map(server)
     if view is None:
         return
-    started, _, _, started_by, _ = _read(view)
+    started = _read(view)[0]
     now = clock.wall()
-    if failed:
-        _LAYOUT.pack_into(view, 0, started, now, now, started_by, os.getpid())
-    else:
-        _LAYOUT.pack_into(view, 0, started, now, 0.0, started_by, 0)
+    _LAYOUT.pack_into(view, 0, started, now, now if failed else 0.0, os.getpid() if failed else 0)
 
 
 def answered(alias: str) -> None:
@@ -149,8 +146,8 @@ def answered(alias: str) -> None:
     server = server_of(alias)
     view = None if server is None else _map(server)
     if view is not None:
-        started, ended, _, started_by, _ = _read(view)
-        _LAYOUT.pack_into(view, 0, started, ended, 0.0, started_by, 0)
+        started, ended, _, _ = _read(view)
+        _LAYOUT.pack_into(view, 0, started, ended, 0.0, 0)
 
 
 def forget(alias: str) -> None:
@@ -158,7 +155,7 @@ def forget(alias: str) -> None:
     server = server_of(alias)
     view = None if server is None else _map(server)
     if view is not None:
-        _LAYOUT.pack_into(view, 0, 0.0, 0.0, 0.0, 0, 0)
+        _LAYOUT.pack_into(view, 0, 0.0, 0.0, 0.0, 0)
 
 
 def _after_fork_in_child() -> None:

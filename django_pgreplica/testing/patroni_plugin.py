@@ -32,6 +32,8 @@ from pathlib import Path
 import pytest
 
 from .cluster import ClusterError, PatroniCluster
+from .cluster.directory import chosen_port
+from .cluster.patroni import PATRONI_CONFIG_FILE
 from .cluster.patroni_setup import free_patroni_port
 
 logger = logging.getLogger(__name__)
@@ -52,16 +54,13 @@ def start_test_patroni(rootdir: Path) -> PatroniCluster:
         os.environ.get("PGREPLICA_PATRONI_DIR") or rootdir / ".pgreplica" / "patroni-test"
     )
     members = int(os.environ.get("PGREPLICA_PATRONI_MEMBERS") or 3)
-    explicit = os.environ.get("PGREPLICA_PATRONI_PORT")
-    port: int | None
-    if explicit:
-        port = int(explicit)
-    elif (directory / "patroni.json").exists():
-        port = None  # reuse this directory's cluster on the ports it was made with
-    else:
-        port = free_patroni_port(DEFAULT_TEST_PATRONI_PORT, members)
-    existing = (directory / "patroni.json").exists()
-    cluster = PatroniCluster(directory, port=port, members=None if existing else members)
+    config = directory / PATRONI_CONFIG_FILE
+    port = chosen_port(
+        "PGREPLICA_PATRONI_PORT",
+        config,
+        lambda: free_patroni_port(DEFAULT_TEST_PATRONI_PORT, members),
+    )
+    cluster = PatroniCluster(directory, port=port, members=None if config.exists() else members)
     started = time.monotonic()
     cluster.up()
     logger.info("pgreplica Patroni test cluster ready in %.1fs", time.monotonic() - started)

@@ -31,7 +31,8 @@ from typing import Any
 import pytest
 
 from .aliases import REPLICA_CONNECT_TIMEOUT, configured_aliases, replay_paused, wait_for_replay
-from .cluster import Cluster, ClusterError, free_base_port
+from .cluster import CONFIG_FILE, Cluster, ClusterError, free_base_port
+from .cluster.directory import chosen_port
 
 logger = logging.getLogger(__name__)
 
@@ -75,15 +76,11 @@ def configure_databases(cluster: Cluster) -> None:
 def start_test_cluster(rootdir: Path, replicas: int) -> Cluster:
     """Start or reuse the test cluster; ClusterError says what is missing when it can't."""
     directory = Path(os.environ.get("PGREPLICA_CLUSTER_DIR") or rootdir / ".pgreplica" / "test")
-    explicit = os.environ.get("PGREPLICA_CLUSTER_PORT")
-    port: int | None
-    if explicit:
-        port = int(explicit)
-    elif (directory / "cluster.json").exists():
-        port = None  # reuse this directory's cluster on the ports it was made with
-    else:
-        # Another checkout's test cluster may hold the default ports: take the next free.
-        port = free_base_port(DEFAULT_TEST_PORT, replicas + 1)
+    port = chosen_port(
+        "PGREPLICA_CLUSTER_PORT",
+        directory / CONFIG_FILE,
+        lambda: free_base_port(DEFAULT_TEST_PORT, replicas + 1),
+    )
     cluster = Cluster(directory, port=port, replicas=replicas)
     started = time.monotonic()
     cluster.up()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import shlex
@@ -26,10 +25,10 @@ from typing import Any
 
 import psycopg
 
-from .binaries import find_bindir, has_server
+from .directory import ClusterDirectory
 from .errors import ClusterError
 from .nodes import Node, Role
-from .processes import OsUser, children, pid_alive, wait_gone
+from .processes import children, pid_alive, wait_gone
 from .secure import SecureFiles
 
 logger = logging.getLogger(__name__)
@@ -44,12 +43,16 @@ DEFAULT_DBNAME = "pgreplica"
 CONFIG_FILE = "cluster.json"
 
 
-class ClusterBase:
+class ClusterBase(ClusterDirectory):
     """A cluster directory's settings, nodes, commands and pids (see :class:`~.cluster.Cluster`).
 
     Arguments left as None come from ``<dir>/cluster.json`` when it exists, else from the
     defaults, so ``Cluster(dir)`` alone addresses an existing cluster.
     """
+
+    config_file = CONFIG_FILE
+    kind = "cluster"
+    up_command = "up"
 
     def __init__(
         self,
@@ -78,9 +81,7 @@ class ClusterBase:
         self.port: int = port if port is not None else int(saved.get("port", DEFAULT_PORT))
         self.replica_count: int = self._replica_count(replicas, saved)
         self.dbname: str = dbname or str(saved.get("dbname", DEFAULT_DBNAME))
-        self._bindir = Path(bindir) if bindir else None
-        self._saved_bindir = saved.get("bindir")
-        self._user: OsUser | None = None
+        self._init_tools(bindir, saved)
 
     def __repr__(self) -> str:
         secure = " secure" if self.secure else ""
@@ -97,22 +98,6 @@ class ClusterBase:
 
     # -- configuration --
 
-    @property
-    def config_path(self) -> Path:
-        return self.dir / CONFIG_FILE
-
-    def exists(self) -> bool:
-        return self.config_path.is_file()
-
-    def _load_config(self) -> dict[str, Any]:
-        try:
-            data = json.loads((self.dir / CONFIG_FILE).read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise ClusterError(f"unreadable {self.dir / CONFIG_FILE}: {exc}") from None
-        return data if isinstance(data, dict) else {}
-
     def _save_config(self) -> None:
         data = {
             "port": self.port,
@@ -121,30 +106,7 @@ class ClusterBase:
             "bindir": str(self.bindir),
             "secure": self.secure,
         }
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(self.config_path)
-
-    def _require_exists(self) -> None:
-        if not self.exists():
-            raise ClusterError(f"no cluster in {self.dir} (run `up` first)")
-
-    @property
-    def bindir(self) -> Path:
-        """Server binaries: the explicit/env choice, else the cluster's own, else a search."""
-        if self._bindir is None:
-            saved = self._saved_bindir
-            if not os.environ.get("PGREPLICA_PG_BINDIR") and saved and has_server(saved):
-                self._bindir = Path(saved)
-            else:
-                self._bindir = find_bindir()
-        return self._bindir
-
-    @property
-    def user(self) -> OsUser:
-        if self._user is None:
-            self._user = OsUser.detect()
-        return self._user
+        self._write_config(data)
 
     @property
     def secure_files(self) -> SecureFiles:

@@ -59,7 +59,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql as pgsql
 
-from .binaries import find_bindir, has_server
+from .directory import ClusterDirectory
 from .errors import ClusterError
 from .nodes import HOST, SUPERUSER
 from .patroni_setup import (
@@ -72,7 +72,7 @@ from .patroni_setup import (
     member_config,
 )
 from .patroni_status import MemberStatus, PatroniStatus, rest_call
-from .processes import OsUser, children, pid_alive, port_in_use, wait_gone
+from .processes import children, pid_alive, port_in_use, wait_gone
 
 logger = logging.getLogger(__name__)
 
@@ -97,12 +97,16 @@ class KilledLeader:
     sent_at: float
 
 
-class PatroniCluster:
+class PatroniCluster(ClusterDirectory):
     """etcd and members ``pg1..pgN`` under ``dir``; ports from ``port`` (see the module doc).
 
     Arguments left as None come from ``<dir>/patroni.json`` when it exists, else from the
     defaults, so ``PatroniCluster(dir)`` alone addresses an existing cluster.
     """
+
+    config_file = PATRONI_CONFIG_FILE
+    kind = "Patroni cluster"
+    up_command = "patroni up"
 
     def __init__(
         self,
@@ -128,9 +132,7 @@ class PatroniCluster:
         )
         self.dbname: str = dbname or str(saved.get("dbname", DEFAULT_DBNAME))
         self.synchronous: SyncMode = synchronous or saved.get("synchronous", "on")
-        self._bindir = Path(bindir) if bindir else None
-        self._saved_bindir: str | None = saved.get("bindir")
-        self._user: OsUser | None = None
+        self._init_tools(bindir, saved)
 
     def __repr__(self) -> str:
         return f"<PatroniCluster {self.dir} port={self.port} members={self.layout.members}>"
@@ -145,22 +147,6 @@ class PatroniCluster:
 
     # -- configuration and directories --
 
-    @property
-    def config_path(self) -> Path:
-        return self.dir / PATRONI_CONFIG_FILE
-
-    def exists(self) -> bool:
-        return self.config_path.is_file()
-
-    def _load_config(self) -> dict[str, Any]:
-        try:
-            data = json.loads((self.dir / PATRONI_CONFIG_FILE).read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            raise ClusterError(f"unreadable {self.dir / PATRONI_CONFIG_FILE}: {exc}") from None
-        return data if isinstance(data, dict) else {}
-
     def _save_config(self) -> None:
         data = {
             "port": self.port,
@@ -169,29 +155,7 @@ class PatroniCluster:
             "synchronous": self.synchronous,
             "bindir": str(self.bindir),
         }
-        tmp = self.config_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(self.config_path)
-
-    def _require_exists(self) -> None:
-        if not self.exists():
-            raise ClusterError(f"no Patroni cluster in {self.dir} (run `patroni up` first)")
-
-    @property
-    def bindir(self) -> Path:
-        if self._bindir is None:
-            saved = self._saved_bindir
-            if not os.environ.get("PGREPLICA_PG_BINDIR") and saved and has_server(saved):
-                self._bindir = Path(saved)
-            else:
-                self._bindir = find_bindir()
-        return self._bindir
-
-    @property
-    def user(self) -> OsUser:
-        if self._user is None:
-            self._user = OsUser.detect()
-        return self._user
+        self._write_config(data)
 
     @property
     def socket_dir(self) -> Path:

@@ -104,8 +104,12 @@ class AllDatabasesTestCase(TestCase):
 
     def test_reads_stay_on_the_primary(self) -> None:
         Product.objects.create(name="Kettle", slug="kettle", price=Decimal("30"), stock=2)
+        before = reads_by(stats.REASON_ATOMIC)
         with scope():
             assert Product.objects.get(slug="kettle")._state.db == PRIMARY
+        # For the TestCase's transaction, not because the replica lacks the write
+        # (reason token-wait): the replica's own transaction would not see it either way.
+        assert reads_by(stats.REASON_ATOMIC) == before + 1
         assert_no_replica_failed()
 
 

@@ -16,6 +16,7 @@ import copy
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,17 @@ def empty_shop(secure_databases: Cluster) -> None:
     Order.objects.all().delete()
     Product.objects.all().delete()
     secure_databases.wait_replayed()
+
+
+@pytest.fixture
+def lamp(empty_shop: None, cluster: Cluster) -> Any:
+    """One product, replayed on both replicas."""
+    from django_pgreplica.consistency import scope
+    from testproject.shop.models import Product
+
+    with scope():
+        product = Product.objects.create(
+            name="Lamp", slug="lamp", price=Decimal("10.00"), stock=100
+        )
+    cluster.wait_replayed()
+    return product

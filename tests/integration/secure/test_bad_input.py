@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +40,6 @@ from tests.support import pgreplica_settings
 ROOT = Path(__file__).resolve().parents[3]
 CANARY = f"Canary-{secrets.token_hex(8)}"  # the wrong password: never to be seen again
 DSN_SHAPES = ("password=", f":{CANARY}@", "PASSWORD")
-
-
-@pytest.fixture
-def lamp(empty_shop: None, cluster: Cluster) -> Product:
-    with scope():
-        product = Product.objects.create(
-            name="Lamp", slug="lamp", price=Decimal("10.00"), stock=100
-        )
-    cluster.wait_replayed()
-    return product
 
 
 @pytest.fixture

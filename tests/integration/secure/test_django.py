@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +29,6 @@ from tests.support import pgreplica_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 FAST_PROBES: dict[str, Any] = {"HEALTH_CHECK_INTERVAL": 0.1, "RAMP_SECONDS": 0}
-
-
-@pytest.fixture
-def lamp(empty_shop: None, cluster: Cluster) -> Product:
-    with scope():
-        product = Product.objects.create(
-            name="Lamp", slug="lamp", price=Decimal("10.00"), stock=100
-        )
-    cluster.wait_replayed()
-    return product
 
 
 def read() -> str:
