@@ -60,6 +60,18 @@ def confirmations(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return results
 
 
+def test_an_order_is_placed_when_its_confirmation_cannot_be_queued(
+    client: Client, product: Product, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broker_down(order_id: int) -> None:
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(services, "enqueue_confirmation", broker_down)
+    response = client.post(f"/products/{product.slug}/", {"quantity": 1, "email": "bo@example.com"})
+    assert response.status_code == 302  # committed: the customer sees the order, not a 500
+    assert Order.objects.using("default").filter(email="bo@example.com").count() == 1
+
+
 def test_product_list_reads_from_a_replica(client: Client, product: Product) -> None:
     response = client.get("/")
     assert response.status_code == 200
