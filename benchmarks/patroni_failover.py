@@ -4,7 +4,7 @@ One command builds everything, runs every scenario with every connection mode, a
 it all down again::
 
     .venv/bin/python benchmarks/patroni_failover.py [--scenario switchover,kill-leader,...]
-        [--conn 0,60,pool] [--workers 4] [--threads 8] [--clients 32]
+        [--conn 0,60,pool,pool-8] [--workers 4] [--threads 8] [--clients 32]
 
 It starts a 3-member Patroni cluster (etcd, ``synchronous_mode: on``) in ``--dir`` from
 base port ``--port`` with the cluster tool, migrates and seeds the shop, and for each run
@@ -23,7 +23,8 @@ Scenarios, each struck after ``--warmup`` seconds of load:
                  after the fault, once the new leader takes writes
 
 Connection modes (``--conn``): ``0`` (a connection per request, Django's default), ``60``
-(``CONN_MAX_AGE=60``) and ``pool`` (Django's psycopg pool); kept connections are checked
+(``CONN_MAX_AGE=60``), ``pool`` (Django's psycopg pool) and ``pool-8`` (its ``max_size``
+8, a worker's threads); kept connections are checked
 before reuse (``CONN_HEALTH_CHECKS``). The load runs until the old primary streams again
 (or ``--max-after`` seconds), then the cluster is healed before the next run.
 
@@ -81,6 +82,8 @@ CONNS = {
     "0": {"DATABASE_CONN_MAX_AGE": "0"},
     "60": {"DATABASE_CONN_MAX_AGE": "60"},
     "pool": {"DATABASE_POOL": "1"},
+    # a pool per alias as large as a worker's threads: no request queues for a connection
+    "pool-8": {"DATABASE_POOL": "1", "DATABASE_POOL_MAX_SIZE": "8"},
 }
 WRITE, OWN_READ, TOKENLESS = "write", "own read", "tokenless read"
 GROUP = {
@@ -779,7 +782,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         type=lambda v: names(v, CONNS),
         default=tuple(CONNS),
         metavar="MODES",
-        help="comma-separated: 0 / 60 (CONN_MAX_AGE), pool (Django's psycopg pool) (default: all)",
+        help="comma-separated: 0 / 60 (CONN_MAX_AGE), pool (Django's psycopg pool), "
+        "pool-8 (its max_size 8) (default: all)",
     )
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")

@@ -175,8 +175,9 @@ if "," in DB_HOST:
 
 # Connections that outlive a request, for every alias (benchmarks/patroni_failover.py):
 # DATABASE_CONN_MAX_AGE (seconds, "none": forever) or DATABASE_POOL=1 (Django's psycopg
-# pool, which needs CONN_MAX_AGE 0). A kept connection is checked before reuse
-# (CONN_HEALTH_CHECKS), as deployments that keep them do, unless DATABASE_CONN_HEALTH_CHECKS=0.
+# pool, which needs CONN_MAX_AGE 0; DATABASE_POOL_MAX_SIZE: its max_size). A kept
+# connection is checked before reuse (CONN_HEALTH_CHECKS), as deployments that keep them
+# do, unless DATABASE_CONN_HEALTH_CHECKS=0.
 _conn_max_age = os.environ.get("DATABASE_CONN_MAX_AGE", "0").strip().lower()
 _pooled = env_bool("DATABASE_POOL", False)
 if _conn_max_age != "0" or _pooled:
@@ -184,7 +185,8 @@ if _conn_max_age != "0" or _pooled:
         _db["CONN_MAX_AGE"] = None if _conn_max_age == "none" else int(_conn_max_age)
         _db["CONN_HEALTH_CHECKS"] = env_bool("DATABASE_CONN_HEALTH_CHECKS", True)
         if _pooled:
-            _db["OPTIONS"] = {**_db["OPTIONS"], "pool": True}
+            _size = os.environ.get("DATABASE_POOL_MAX_SIZE")  # psycopg_pool's default: 4
+            _db["OPTIONS"] = {**_db["OPTIONS"], "pool": {"max_size": int(_size)} if _size else True}
 
 DATABASE_ROUTERS = ["django_pgreplica.routers.ReplicaRouter"]
 

@@ -26,6 +26,9 @@ class PrimaryHealth:
         self._down_until = 0.0
         self._reported_at = -1e18
         self._lock = threading.Lock()
+        # host:port the primary alias last connected to: a replica-alias connection on
+        # that server reads from the primary (a member promoted under it; see .promoted)
+        self.server: str | None = None
 
     def known_down(self, now: float) -> bool:
         """Did a connection to the primary fail less than HEALTH_CHECK_INTERVAL ago?"""

@@ -35,9 +35,10 @@ def _running(key: int, pid: int) -> bool:
     return entry is not None and entry[0] == pid and entry[1].is_alive()
 
 
-def watch(health: ReplicaHealth) -> None:
+def watch(health: ReplicaHealth, *, at_once: bool = False) -> None:
     """Make sure a background thread of this process is probing ``health`` (cheap when one
-    already is: a dict lookup)."""
+    already is: a dict lookup). ``at_once``: probe it now even if it is not suspect (a
+    pool that timed out says nothing of the server by itself)."""
     key, pid = id(health), os.getpid()
     if _running(key, pid):
         return
@@ -46,7 +47,7 @@ def watch(health: ReplicaHealth) -> None:
             return
         thread = threading.Thread(
             target=_probe_until_back,
-            args=(health,),
+            args=(health, at_once),
             name=f"pgreplica-probe-{health.alias}",
             daemon=True,
         )
@@ -54,8 +55,10 @@ def watch(health: ReplicaHealth) -> None:
         thread.start()
 
 
-def _probe_until_back(health: ReplicaHealth) -> None:
+def _probe_until_back(health: ReplicaHealth, at_once: bool) -> None:
     try:
+        if at_once:
+            health.probe(own_connection=True)
         while health.suspect and not health.retired:
             if lead(health.alias):  # with CACHE, one process probes for the fleet
                 health.probe(own_connection=True)

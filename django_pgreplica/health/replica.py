@@ -24,7 +24,7 @@ from django.core.signals import setting_changed
 
 from .. import clock
 from ..conf import Settings, get_settings
-from ..db import close_quietly, one_line
+from ..db import one_line
 from ..lsn import Position
 from . import attempts
 from .breaker import CircuitBreaker, CircuitState
@@ -37,6 +37,7 @@ from .probe import (
     wait_for_replay,
 )
 from .prober import watch
+from .promoted import leave_promoted
 from .shared import sync
 from .verdict import ProbeResult, ServerPosition, probe_reason
 
@@ -68,6 +69,9 @@ class ReplicaHealth:
         # another timeline: a failure forgets them, and every probe sets its server's.
         self.positions: dict[str, ServerPosition] = {}
         self.servers = server_count(alias)
+        # Members of a multi-host alias a probe found promoted: kept connections there are
+        # asked, and closed when on a primary (see :mod:`.promoted`).
+        self.promoted: set[str] = set()
         self._probe_lock = threading.Lock()
         self._reported: str | None = None
         self._ok_until = 0.0  # usable without further checks until this monotonic time
@@ -201,6 +205,8 @@ class ReplicaHealth:
         if result.server is None and self.servers == 1:  # a verdict of an older version
             result = dataclasses.replace(result, server=server_key(self.alias))
         if result.server is not None:
+            if result.in_recovery:
+                self.promoted.discard(result.server)
             found = result.server_position()
             if found is None:
                 self.positions.pop(result.server, None)  # promoted: not a standby now
@@ -264,16 +270,19 @@ class ReplicaHealth:
             try:
                 run = run_probe_on_own_connection if own_connection else run_probe
                 result = run(self.alias, clock.monotonic())
-                if self.servers > 1 and not result.in_recovery:
+                if self.servers > 1 and not result.in_recovery and result.server:
                     # This connection reached a member that was promoted since: the alias
-                    # still has standbys (libpq's target_session_attrs picks one).
+                    # still has standbys (libpq's target_session_attrs picks one), and
+                    # every thread's kept connection there is to be left.
                     logger.info(
                         "replica %s: connection on %s, which is not a standby now; reconnecting",
                         self.alias,
                         result.server,
                     )
-                    self.positions.pop(result.server or "", None)
-                    close_quietly(self.alias)
+                    self.positions.pop(result.server, None)
+                    self.promoted.add(result.server)
+                    if not own_connection:  # a connection of its own is new each time
+                        leave_promoted(self)
                     result = run(self.alias, clock.monotonic())
             except SynchronousOnlyOperation:
                 return False  # on the event loop (aiterator()): no I/O here, says nothing

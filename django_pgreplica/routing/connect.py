@@ -6,6 +6,7 @@ Django would otherwise connect when the query runs, after the router has answere
 from __future__ import annotations
 
 import logging
+import time
 
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connections
@@ -13,11 +14,17 @@ from django.db import connections
 from ..conf import Settings
 from ..consistency import RoutingState
 from ..db import close_quietly, not_waiting
-from ..health import get_health, primary_health
+from ..health import ReplicaHealth, get_health, primary_health
+from ..health.probe import server_key
+from ..health.prober import watch
+from ..health.promoted import leave_promoted, reports_primary
 from . import stats
-from .pool import discard_pool
+from .pool import busy_wait, discard_pool, pool_refused
 
 logger = logging.getLogger("django_pgreplica.router")
+
+# How long a read whose pool timed out gives the background probe to answer first.
+PROBE_GRACE = 0.2
 
 
 def _open(alias: str) -> None:
@@ -34,23 +41,80 @@ def _open(alias: str) -> None:
     conn.ensure_connection()
 
 
+def _open_replica(health: ReplicaHealth) -> None:
+    _open(health.alias)
+    if health.servers > 1:
+        raw = connections[health.alias].connection
+        server = None if raw is None else server_key(health.alias, raw)
+        # A kept connection on a member promoted under it: the server said so after its
+        # last query, or this process's primary connection reached that member.
+        if server is not None and (reports_primary(raw) or server == primary_health().server):
+            health.promoted.add(server)
+    if health.promoted:  # a member was promoted: is this kept connection on it?
+        leave_promoted(health)
+
+
 def connectable(alias: str, state: RoutingState) -> bool:
     """Can the replica ``alias`` be reached now? A failure is recorded against it."""
+    health = get_health(alias)
     try:
-        _open(alias)
+        _open_replica(health)
     except SynchronousOnlyOperation:
         # Asked from the event loop (aiterator()): the query connects later in a worker
         # thread. Nothing is known about the replica, so nothing is recorded.
         return True
     except Exception as exc:
-        get_health(alias).record_failure(exc)
-        close_quietly(alias)
-        discard_pool(alias)  # its successor connects at once when the replica is back
+        if not pool_refused(exc):
+            _record_failure(health, exc)
+        elif _wait_for_pool(health):
+            return True
         state.failed.add(alias)
         stats.count_fallback(alias)
         logger.warning("replica %s: connection failed (%s); reading elsewhere", alias, exc)
         return False
     return True
+
+
+def _record_failure(health: ReplicaHealth, error: BaseException) -> None:
+    health.record_failure(error)
+    close_quietly(health.alias)
+    discard_pool(health.alias)  # its successor connects at once when the replica is back
+
+
+def _wait_for_pool(health: ReplicaHealth) -> bool:
+    """The alias's pool handed out no connection in time. That alone does not say why:
+    every connection may be in use (a busy process; the server is fine) or none can be
+    made (the server is down). A probe on a connection of its own, in the background,
+    tells which, while the read waits for the pool as long as psycopg_pool would by
+    default. True once it has a connection; False when the probe found the server
+    failed (reads go elsewhere, the pool is replaced) or the wait ran out."""
+    before = health.last
+    watch(health, at_once=True)
+    deadline = time.monotonic() + PROBE_GRACE
+    while health.last is before and time.monotonic() < deadline:
+        time.sleep(0.01)  # a refused connection is known within ms
+    options = connections[health.alias].settings_dict.get("OPTIONS") or {}
+    deadline = time.monotonic() + busy_wait(options)
+    while not health.suspect and time.monotonic() < deadline:
+        try:
+            _open_replica(health)
+            return True
+        except SynchronousOnlyOperation:
+            return True
+        except Exception as exc:
+            if not pool_refused(exc):
+                _record_failure(health, exc)
+                return False
+    if health.suspect:  # the probe recorded the failure
+        close_quietly(health.alias)
+        discard_pool(health.alias)
+    else:
+        logger.warning(
+            "replica %s: every pooled connection stayed in use; a pool's max_size below "
+            "the threads of a process makes reads queue for one",
+            health.alias,
+        )
+    return False
 
 
 def primary_reachable(settings: Settings, now: float) -> bool:

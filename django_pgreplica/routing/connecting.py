@@ -4,7 +4,8 @@ Django opens connections in ``DatabaseWrapper.connect()``, with no hook before i
 :func:`install` gives the engine's wrapper class a ``connect`` that, for:
 
 - **the primary alias**, waits out a failover (:func:`.failover.connect_waiting`, up to
-  PRIMARY_WAIT_SECONDS; not inside :func:`~django_pgreplica.db.not_waiting`);
+  PRIMARY_WAIT_SECONDS; not inside :func:`~django_pgreplica.db.not_waiting`), and notes
+  the server it reached (``PrimaryHealth.server``);
 - **a replica alias with one host**, announces the attempt to the other processes of this
   host and refuses at once when one of them is stuck connecting to that server or just
   failed (:mod:`..health.attempts`): a hung replica holds only the first requests.
@@ -22,7 +23,7 @@ from django.db import OperationalError, connections
 
 from ..conf import get_settings
 from ..db import may_refuse_replica, may_wait_for_primary
-from ..health import attempts
+from ..health import attempts, primary_health
 from ..health.probe import PROBE_CONNECT_TIMEOUT
 from .failover import connect_waiting
 from .pool import connect_timeout
@@ -61,7 +62,13 @@ def install() -> None:
         if self.alias == current.primary:
             wait = current.primary_wait_seconds
             if wait > 0 and may_wait_for_primary():
-                return connect_waiting(lambda: original(self), self.alias, wait)
+                connect_waiting(lambda: original(self), self.alias, wait)
+            else:
+                original(self)
+            raw = self.connection
+            if raw is not None:
+                primary_health().server = f"{raw.info.host}:{raw.info.port}"
+            return None
         elif self.alias in current.replicas:
             server = attempts.server_of(self.alias)
             if server is not None and may_refuse_replica():

@@ -49,6 +49,7 @@ FIRST_PAUSE, MAX_PAUSE = 0.05, 0.5
 # Inside DatabaseWrapper.connect() the driver's own error arrives (Django wraps it later).
 CONNECT_ERRORS = (OperationalError, psycopg.OperationalError)
 
+
 def failover_error(exc: BaseException) -> bool:
     """Could this failed connection attempt succeed once a new primary takes over?"""
     sqlstate = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)

@@ -29,6 +29,8 @@ logger = logging.getLogger("django_pgreplica.router")
 BOUNDED_KEYS = ("timeout", "reconnect_timeout")
 # libpq's floor: a connect_timeout of 1 s waits 2 s.
 LIBPQ_MIN_CONNECT_TIMEOUT = 2
+# psycopg_pool's getconn() timeout when the pool sets none.
+PSYCOPG_POOL_TIMEOUT = 30.0
 
 
 def connect_timeout(options: Mapping[str, Any]) -> int | None:
@@ -68,6 +70,35 @@ def bounded_pool(options: Mapping[str, Any]) -> dict[str, Any] | None:
     bound = bounded_timeout(options)
     added = {key: bound for key in BOUNDED_KEYS if key not in pool}
     return {**pool, **added} if added else None
+
+
+def busy_wait(options: Mapping[str, Any]) -> float:
+    """How much longer a read may wait for a connection after getconn() timed out on a
+    server that answers (every connection in use): up to what psycopg_pool would have
+    waited without the router's bound; nothing more when the project chose the timeout."""
+    pool = pool_options(options)
+    if pool is None:
+        return 0.0
+    bound = bounded_timeout(options)
+    if float(pool.get("timeout", bound)) != bound:
+        return 0.0
+    return max(0.0, PSYCOPG_POOL_TIMEOUT - bound)
+
+
+def pool_refused(error: BaseException) -> bool:
+    """Is ``error`` (or what it wraps) a pool's refusal to hand out a connection: its
+    getconn() timed out, or it was closed while this thread waited? Neither says
+    whether the server answers."""
+    try:
+        from psycopg_pool import PoolClosed, PoolTimeout
+    except ImportError:  # no pool without psycopg_pool
+        return False
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, PoolTimeout | PoolClosed):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def bound_replica_pools(databases: Mapping[str, Any], replicas: Iterable[str]) -> list[str]:

@@ -15,9 +15,6 @@ product without a token, in a loop, while the leader is switched over.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -29,48 +26,13 @@ from typing import Any
 import pytest
 
 from django_pgreplica.testing.cluster import PatroniCluster
-from tests.integration.servers import ROOT, HttpClient, Server, start_server, stop
+from tests.integration.patroni.site import PRODUCT, manage, running_site, site_env
+from tests.integration.servers import HttpClient, Server
 
 pytestmark = pytest.mark.patroni
 
 SHOPPERS = 8
 BEFORE, AFTER = 3.0, 8.0  # seconds of load before the switchover and after it returns
-PRODUCT = "switchover-beans"
-
-
-def site_env(cluster: PatroniCluster) -> dict[str, str]:
-    env = cluster.env()
-    return {
-        "DATABASE_HOST": env["DATABASE_HOSTS"],
-        "DATABASE_PORT": env["DATABASE_PORTS"],
-        "DATABASE_NAME": env["DATABASE_NAME"],
-        "DATABASE_USER": env["DATABASE_USER"],
-        "DATABASE_PASSWORD": "",
-        "DATABASE_REPLICAS": "members",
-        "CELERY_TASK_ALWAYS_EAGER": "1",
-        "DJANGO_SETTINGS_MODULE": "testproject.settings",
-        "PYTHONPATH": str(ROOT),
-    }
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "testproject" / "manage.py"), *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def gunicorn(port: int) -> list[str]:
-    return [
-        sys.executable, "-m", "gunicorn", "testproject.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-        "--worker-class", "gthread", "--timeout", "60",
-    ]  # fmt: skip
 
 
 @pytest.fixture
@@ -78,19 +40,8 @@ def site(
     pgreplica_patroni_healthy: PatroniCluster, tmp_path: Path
 ) -> Iterator[tuple[Server, PatroniCluster]]:
     cluster = pgreplica_patroni_healthy
-    env = site_env(cluster)
-    manage(env, "migrate", "--noinput")
-    manage(
-        env, "shell", "-c",
-        "from testproject.shop.models import Product; "
-        f"Product.objects.update_or_create(slug={PRODUCT!r}, "
-        "defaults=dict(name='Beans', price=3, stock=10**9))",
-    )  # fmt: skip
-    server = start_server("gunicorn", gunicorn, tmp_path / "gunicorn.log", **env)
-    try:
+    with running_site(cluster, tmp_path / "gunicorn.log", workers=2, threads=4) as server:
         yield server, cluster
-    finally:
-        stop(server)
 
 
 @dataclass

@@ -19,6 +19,8 @@ import pytest
 from django.db import connections
 
 from django_pgreplica.consistency import scope
+from django_pgreplica.health import CircuitState, circuit_state, get_health
+from django_pgreplica.routers import ReplicaRouter
 from django_pgreplica.routing.pool import bound_configured_pools
 from django_pgreplica.testing.plugin import wait_for_replay
 from testproject.shop.models import Product
@@ -207,3 +209,60 @@ def test_pools_on_both_aliases_route_and_probes_open_no_pool_or_connection_of_th
         time.sleep(0.5)  # the discarded pool closes in the background
         assert 1 <= backends(replica_port) <= POOL["max_size"] + 1
         assert 1 <= backends(primary_port) <= POOL["max_size"] + 1
+
+
+@pytest.fixture
+def one_connection_pool(pgreplica_cluster: Any) -> Iterator[float]:
+    """The replica alias on a pool of one connection; yields the pool's (bounded) timeout."""
+    with scope():
+        Product.objects.create(name="Lamp", slug="lamp", price=10)
+    wait_for_replay()
+    conn = connections["replica"]
+    conn.close()
+    options = conn.settings_dict["OPTIONS"]
+    conn.settings_dict["OPTIONS"] = {**options, "pool": {"min_size": 1, "max_size": 1}}
+    with pgreplica_settings(REPLICAS=["replica"]):
+        bound_configured_pools()
+    try:
+        yield float(conn.settings_dict["OPTIONS"]["pool"]["timeout"])
+    finally:
+        conn.close()
+        conn.close_pool()
+        conn.settings_dict["OPTIONS"] = options
+
+
+def test_a_busy_pool_is_waited_for_and_its_replica_keeps_serving(
+    one_connection_pool: float,
+) -> None:
+    """Every pooled connection is in use (say, by requests that read, then wait on a slow
+    write): getconn() times out although the replica answers. The read waits for a
+    connection as psycopg_pool would, instead of counting the replica failed, opening its
+    circuit and sending every read to the primary (which may be the server in trouble)."""
+    timeout = one_connection_pool
+    hold = timeout + 1.5
+    holding = threading.Event()
+
+    def request_holding_the_connection() -> None:
+        try:
+            with scope():
+                assert ReplicaRouter().db_for_read(Product) == "replica"
+                assert Product.objects.count() == 1
+                holding.set()
+                time.sleep(hold)
+        finally:
+            connections.close_all()  # the end of its request: back to the pool
+
+    pools = type(connections["default"])._connection_pools
+    with pgreplica_settings(**SETTINGS):
+        holder = threading.Thread(target=request_holding_the_connection)
+        holder.start()
+        assert holding.wait(10)
+        pool = pools["replica"]
+        alias, took = timed_read()
+        holder.join()
+        health = get_health("replica")
+        assert alias == "replica", (alias, took)
+        assert timeout < took < hold + 1.0, took
+        assert not health.suspect and health.breaker.failures == 0
+        assert circuit_state("replica") is CircuitState.CLOSED
+        assert pools.get("replica") is pool  # kept, not discarded

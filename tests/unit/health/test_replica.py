@@ -130,6 +130,17 @@ def test_a_position_counts_only_on_its_timeline() -> None:
     assert not item.replayed(Position(450, 1), refresh=False)
 
 
+def test_a_member_marked_promoted_is_unmarked_when_seen_a_standby_again() -> None:
+    # a demoted leader that rejoined: connections to it are no longer to be left
+    item = health()
+    item.promoted.update({"10.0.0.1:5432", "10.0.0.2:5432"})
+    item.record_probe(
+        ProbeResult(ok=True, checked_at=0, in_recovery=True, replay_lsn=5, server="10.0.0.1:5432")
+    )
+    item.record_probe(ProbeResult(ok=True, checked_at=1, in_recovery=False, server="10.0.0.2:5432"))
+    assert item.promoted == {"10.0.0.2:5432"}
+
+
 def test_positions_are_kept_per_server_of_a_multi_host_alias(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -14,7 +14,9 @@ from django_pgreplica.routing.pool import (
     bound_replica_pools,
     bounded_pool,
     bounded_timeout,
+    busy_wait,
     connect_timeout,
+    pool_refused,
 )
 
 
@@ -46,6 +48,25 @@ def test_an_explicit_pool_timeout_is_kept() -> None:
     assert bounded_pool(options) is None
     assert bounded_pool({"connect_timeout": 2}) is None
     assert bounded_pool({"connect_timeout": 2, "pool": False}) is None
+
+
+def test_a_busy_pool_is_waited_for_up_to_psycopg_pools_own_timeout() -> None:
+    # the router's bound (2 s) was waited; psycopg_pool alone would have waited 30 s
+    bounded = {"connect_timeout": 2, "pool": bounded_pool({"connect_timeout": 2, "pool": True})}
+    assert busy_wait(bounded) == 28.0
+    assert busy_wait({"connect_timeout": 2, "pool": {"timeout": 7}}) == 0.0  # the project's
+    assert busy_wait({"connect_timeout": 2}) == 0.0  # not pooled
+
+
+def test_pool_refusals_are_told_from_server_errors() -> None:
+    from django.db import OperationalError
+    from psycopg_pool import PoolClosed, PoolTimeout
+
+    for refusal in (PoolTimeout("couldn't get a connection after 2.00 sec"), PoolClosed("closed")):
+        wrapped = OperationalError(str(refusal))
+        wrapped.__cause__ = refusal  # as Django's wrap_database_errors raises it
+        assert pool_refused(refusal) and pool_refused(wrapped)
+    assert not pool_refused(OperationalError("connection refused"))
 
 
 def test_only_replica_pools_change_and_shared_dicts_stay_untouched() -> None:
