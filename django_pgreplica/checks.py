@@ -43,6 +43,37 @@ def check_settings(app_configs: Sequence[Any] | None = None, **kwargs: Any) -> l
     errors += _check_aliases(raw)
     errors += _check_values(raw)
     errors += _check_cache(raw)
+    errors += _check_monitoring(raw)
+    return errors
+
+
+def _check_monitoring(raw: dict[str, Any]) -> list[CheckMessage]:
+    mapping = raw["MONITORING_DATABASES"]
+    if not SCHEMA["MONITORING_DATABASES"].valid(mapping) or not SCHEMA["REPLICAS"].valid(
+        raw["REPLICAS"]
+    ):
+        return []  # E006 says what is wrong
+    primary = raw["PRIMARY"]
+    routed = {primary, *replica_aliases(raw["REPLICAS"], primary, mapping)}
+    databases = settings.DATABASES
+    errors: list[CheckMessage] = []
+    for alias, monitor in mapping.items():
+        problem = None
+        if alias not in routed:
+            problem = f"{alias!r} is neither PGREPLICA['PRIMARY'] nor a replica alias"
+        elif monitor not in databases:
+            problem = f"{monitor!r} is not a DATABASES alias"
+        elif monitor in routed:
+            problem = f"{monitor!r} is an alias the router sends queries to"
+        if problem:
+            errors.append(
+                Error(
+                    f"PGREPLICA['MONITORING_DATABASES'][{alias!r}] = {monitor!r}: {problem}.",
+                    hint="Map the primary and each replica alias to a DATABASES entry of its "
+                    "own for the same server, with the monitoring role's USER and PASSWORD.",
+                    id="django_pgreplica.E009",
+                )
+            )
     return errors
 
 
@@ -112,7 +143,7 @@ def _check_aliases(raw: dict[str, Any]) -> list[CheckMessage]:
         )
     if not SCHEMA["REPLICAS"].valid(raw["REPLICAS"]):
         return errors  # E006 says what is wrong with it
-    replicas = replica_aliases(raw["REPLICAS"], primary)
+    replicas = replica_aliases(raw["REPLICAS"], primary, raw["MONITORING_DATABASES"])
     for alias in replicas:
         if alias == primary:
             errors.append(
@@ -276,7 +307,7 @@ def check_replica_waits(
         return []
     errors: list[CheckMessage] = []
     databases = settings.DATABASES
-    for alias in replica_aliases(raw["REPLICAS"], raw["PRIMARY"]):
+    for alias in replica_aliases(raw["REPLICAS"], raw["PRIMARY"], raw["MONITORING_DATABASES"]):
         config = databases.get(alias)
         if alias == raw["PRIMARY"] or not isinstance(config, dict):
             continue  # E003/E004

@@ -137,6 +137,15 @@ OPTIONS: tuple[Option, ...] = (
         "a dict of replica alias -> application_name",
         lambda v: isinstance(v, dict),
     ),
+    # PRIMARY or replica alias -> the DATABASES alias replication monitoring (the admin
+    # page, /metrics, replication_status, monitor_replication) connects with instead: the
+    # same server as a role with pg_monitor, so the application's role needs no grant.
+    Option(
+        "MONITORING_DATABASES",
+        {},
+        "a dict of PRIMARY or replica alias -> the DATABASES alias monitoring uses for it",
+        lambda v: isinstance(v, dict) and all(_text(k) and _text(a) for k, a in v.items()),
+    ),
 )
 SCHEMA: dict[str, Option] = {option.key: option for option in OPTIONS}
 DEFAULTS: dict[str, Any] = {option.key: option.default for option in OPTIONS}
@@ -174,6 +183,7 @@ class Settings:
     metrics_cache_seconds: float
     sample_retention_hours: float
     cache: str | None
+    monitoring_databases: Mapping[str, str]
     raw: Mapping[str, Any] = field(repr=False, compare=False)
 
     @property
@@ -212,10 +222,14 @@ def invalid_keys(raw: Mapping[str, Any]) -> list[str]:
     return [option.key for option in OPTIONS if not option.valid(raw[option.key])]
 
 
-def replica_aliases(value: Any, primary: Any) -> tuple[str, ...]:
-    """``REPLICAS`` as a tuple of aliases; None means every other DATABASES alias."""
+def replica_aliases(value: Any, primary: Any, monitoring: Any = None) -> tuple[str, ...]:
+    """``REPLICAS`` as a tuple of aliases; None means every other DATABASES alias (but
+    the ones MONITORING_DATABASES names for monitoring)."""
     if value is None:
-        return tuple(alias for alias in django_settings.DATABASES if alias != primary)
+        others = set(monitoring.values()) if isinstance(monitoring, Mapping) else set()
+        return tuple(
+            alias for alias in django_settings.DATABASES if alias != primary and alias not in others
+        )
     if isinstance(value, str):
         return (value,)
     return tuple(value)
@@ -241,7 +255,7 @@ def _build() -> Settings:
     primary = values["PRIMARY"]
     return Settings(
         primary=primary,
-        replicas=replica_aliases(values["REPLICAS"], primary),
+        replicas=replica_aliases(values["REPLICAS"], primary, values["MONITORING_DATABASES"]),
         read_your_writes=values["READ_YOUR_WRITES"],
         read_your_writes_scope=values["READ_YOUR_WRITES_SCOPE"],
         sticky_seconds=float(values["STICKY_SECONDS"]),
@@ -262,6 +276,7 @@ def _build() -> Settings:
         metrics_cache_seconds=float(values["METRICS_CACHE_SECONDS"]),
         sample_retention_hours=float(values["SAMPLE_RETENTION_HOURS"]),
         cache=values["CACHE"],
+        monitoring_databases=dict(values["MONITORING_DATABASES"]),
         raw=raw,
     )
 

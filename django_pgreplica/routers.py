@@ -32,10 +32,11 @@ class ReplicaRouter:
         return None
 
     def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
-        # Replicas receive the schema through WAL; migrating them would fail read-only.
+        # Replicas receive the schema through WAL; migrating them would fail read-only. A
+        # monitoring alias is another role on a server of the cluster.
         settings = get_settings()
         if db == settings.primary:
             return True
-        if db in settings.replicas:
+        if db in settings.replicas or db in settings.monitoring_databases.values():
             return False
         return None

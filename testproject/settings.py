@@ -188,11 +188,33 @@ if _conn_max_age != "0" or _pooled:
             _size = os.environ.get("DATABASE_POOL_MAX_SIZE")  # psycopg_pool's default: 4
             _db["OPTIONS"] = {**_db["OPTIONS"], "pool": {"max_size": int(_size)} if _size else True}
 
+# DATABASE_MONITOR_USER (and DATABASE_MONITOR_PASSWORD): replication monitoring (the admin
+# page, /metrics, replication_status, the beat task) connects as this role, pg_monitor only,
+# through an alias of its own per server ("<alias>-monitor"), so the application's role
+# needs no monitoring grant (PGREPLICA["MONITORING_DATABASES"]).
+MONITORING_DATABASES: dict[str, str] = {}
+if os.environ.get("DATABASE_MONITOR_USER"):
+    for _alias in list(DATABASES):
+        _options = {k: v for k, v in DATABASES[_alias]["OPTIONS"].items() if k != "pool"}
+        DATABASES[f"{_alias}-monitor"] = {
+            **DATABASES[_alias],
+            "USER": os.environ["DATABASE_MONITOR_USER"],
+            "PASSWORD": os.environ.get("DATABASE_MONITOR_PASSWORD", ""),
+            "OPTIONS": _options,
+            "CONN_MAX_AGE": 0,
+            "TEST": {"MIRROR": "default"},
+        }
+        MONITORING_DATABASES[_alias] = f"{_alias}-monitor"
+
 DATABASE_ROUTERS = ["django_pgreplica.routers.ReplicaRouter"]
 
 PGREPLICA: dict[str, Any] = {
     "PRIMARY": "default",
-    "REPLICAS": [alias for alias in DATABASES if alias != "default"],
+    "REPLICAS": [
+        alias
+        for alias in DATABASES
+        if alias != "default" and alias not in MONITORING_DATABASES.values()
+    ],
     "READ_YOUR_WRITES": os.environ.get("PGREPLICA_READ_YOUR_WRITES", "lsn"),
     "STICKY_SECONDS": 5.0,
     "MAX_LAG_SECONDS": 30.0,
@@ -202,6 +224,7 @@ PGREPLICA: dict[str, Any] = {
     "LAG_WARNING_SECONDS": 5.0,
     "LAG_CRITICAL_SECONDS": 30.0,
     "LAG_CRITICAL_BYTES": 100 * 1024 * 1024,
+    "MONITORING_DATABASES": MONITORING_DATABASES,
 }
 
 # Shared replica health and fleet-wide routing counts (PGREPLICA["CACHE"]) when a Redis URL

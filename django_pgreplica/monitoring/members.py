@@ -17,7 +17,7 @@ import psycopg
 from django.db import connections
 
 from ..db import members
-from .queries import QueryRunner, Row
+from .queries import QueryRunner, Row, monitoring_alias
 
 # libpq options that choose among several hosts: meaningless for one member.
 HOST_CHOICE_OPTIONS = ("target_session_attrs", "load_balance_hosts")
@@ -29,8 +29,9 @@ def member_label(alias: str, host: str, port: str) -> str:
 
 
 def member_runner(alias: str, host: str, port: str) -> QueryRunner:
-    """A runner that asks only ``host:port``, with ``alias``'s credentials and options."""
-    options: dict[str, Any] = connections[alias].get_connection_params()
+    """A runner that asks only ``host:port``, with the credentials and options of
+    ``alias`` (or of its monitoring alias)."""
+    options: dict[str, Any] = connections[monitoring_alias(alias)].get_connection_params()
     for key in ("cursor_factory", "context", "prepare_threshold", *HOST_CHOICE_OPTIONS):
         options.pop(key, None)
     options.update(host=host, port=port)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import psycopg
 from django.db import InterfaceError, OperationalError, connections
 
+from ..conf import get_settings
 from ..db import observing, one_line, raw_rows
 from ..health.probe import PROBE_SQL
 from ..lsn import parse_lsn
@@ -58,12 +59,13 @@ class QueryRunner(Protocol):
 
 
 def django_runner(alias: str, sql: str, params: Sequence[Any] | None = None) -> list[Row]:
-    """Query through ``connections[alias]``'s raw psycopg connection.
+    """Query through the raw psycopg connection of ``alias`` (or of its monitoring alias).
 
     A connection that was already open may have died since (a restarted server): it is
     replaced and the query tried once more, so a long ``--watch`` does not report a
     healthy server as down. Any failure closes the connection for the next attempt.
     """
+    alias = monitoring_alias(alias)
     conn = connections[alias]
     reused = conn.connection is not None
     with observing():  # a server that is down is reported, not waited for
@@ -74,6 +76,12 @@ def django_runner(alias: str, sql: str, params: Sequence[Any] | None = None) -> 
                 raise
             logger.debug("%s: stale connection (%s); reconnecting", alias, one_line(exc))
         return raw_rows(alias, sql, params)
+
+
+def monitoring_alias(alias: str) -> str:
+    """The alias monitoring connects with for ``alias``: its MONITORING_DATABASES entry
+    (the same server as the monitoring role), else ``alias`` itself."""
+    return get_settings().monitoring_databases.get(alias, alias)
 
 
 # --- SQL ---------------------------------------------------------------------------------

@@ -381,6 +381,9 @@ def test_each_job_has_its_own_role() -> None:
     assert app["DATABASE_USER"] == primary["APP_USER"] != "postgres"
     assert app["DATABASE_PASSWORD"] == primary["APP_PASSWORD"]
     assert app["DATABASE_NAME"] == primary["APP_DATABASE"]
+    # monitoring from the app (admin page, /metrics) as the monitoring role, not the app's
+    assert app["DATABASE_MONITOR_USER"] == primary["MONITOR_USER"]
+    assert app["DATABASE_MONITOR_PASSWORD"] == primary["MONITOR_PASSWORD"]
     for name in REPLICAS:
         env = all_services[name]["environment"]
         assert env["REPLICATION_USER"] == primary["REPLICATION_USER"]

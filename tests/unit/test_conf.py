@@ -35,6 +35,7 @@ BAD: dict[str, list[Any]] = {
     "SAMPLE_RETENTION_HOURS": ["a day"],
     "REPLICA_APPLICATION_NAMES": [["replica1"]],
     "CACHE": ["", 5],
+    "MONITORING_DATABASES": [["default-monitor"], {"default": ""}, {"default": 5}],
 }
 GOOD: dict[str, list[Any]] = {
     "MAX_LAG_SECONDS": [None, 0, 12.5],

@@ -40,11 +40,10 @@ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name) \gexec
 -- 15), so its migrations create and alter its tables.
 SELECT format('ALTER ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION '
               'NOBYPASSRLS PASSWORD %L', :'app_user', :'app_password') \gexec
--- Read-only statistics too: the admin page and /metrics read replication state on the
--- application's own connections (docs/security.md, "Roles"); without pg_monitor the
--- primary hides the replicas' states and lags from them.
-SELECT format('GRANT pg_monitor TO %I', :'app_user')
-WHERE NOT pg_has_role(:'app_user', 'pg_monitor', 'MEMBER') \gexec
+-- No statistics: replication monitoring connects as the monitoring role
+-- (PGREPLICA["MONITORING_DATABASES"]). An older version of this file granted pg_monitor.
+SELECT format('REVOKE pg_monitor FROM %I', :'app_user')
+WHERE pg_has_role(:'app_user', 'pg_monitor', 'MEMBER') \gexec
 -- Streaming replication only: pg_hba.conf lets it open replication connections and no
 -- ordinary session.
 SELECT format('ALTER ROLE %I WITH LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE '

@@ -115,7 +115,8 @@ class ClusterStatus(ClusterBase):
     def env(self) -> dict[str, str]:
         """The DATABASE_* variables testproject/settings.py reads. A secure cluster's are
         the application role's, over TLS, plus MONITOR_USER/MONITOR_PASSWORD (the names
-        compose uses) for ``replication_status`` as the monitoring role."""
+        compose uses) for ``replication_status`` as the monitoring role, also as
+        DATABASE_MONITOR_USER/PASSWORD (testproject's monitoring aliases, as in compose)."""
         env = {
             "DATABASE_HOST": HOST,
             "DATABASE_PORT": str(self.port),
@@ -133,5 +134,8 @@ class ClusterStatus(ClusterBase):
                 "DATABASE_SSLROOTCERT": files.client_params()["sslrootcert"],
                 "MONITOR_USER": MONITOR_USER,
                 "MONITOR_PASSWORD": passwords[MONITOR_USER],
+                # testproject's monitoring aliases, as compose sets them
+                "DATABASE_MONITOR_USER": MONITOR_USER,
+                "DATABASE_MONITOR_PASSWORD": passwords[MONITOR_USER],
             }
         return env

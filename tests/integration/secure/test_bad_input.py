@@ -99,13 +99,14 @@ def test_no_password_or_dsn_in_logs_output_pages_or_metrics(
             assert metrics.status_code == 200
             seen["metrics"] = metrics.content.decode()
             health.registry.reset()  # stop probing with the canary
-    cli = command_line(cluster, DATABASE_PASSWORD=CANARY)  # every alias: the wrong password
+    # every alias, the monitoring ones too: the wrong password
+    cli = command_line(cluster, DATABASE_PASSWORD=CANARY, DATABASE_MONITOR_PASSWORD=CANARY)
     assert cli.returncode == 3, cli.stdout + cli.stderr  # the primary refuses it: UNKNOWN
     seen["command line"] = cli.stdout + cli.stderr
     seen["log"] = everything_logged(caplog)
     # The failures happened and were reported: the places a leak would be were exercised.
     assert 'password authentication failed for user "app"' in seen["log"]
-    assert 'password authentication failed for user "app"' in seen["command line"]
+    assert 'password authentication failed for user "monitor"' in seen["command line"]
     assert "replica2: unreachable" in seen["text"]
     replicas = {item["alias"]: item for item in json.loads(seen["json"])["replicas"]}
     assert replicas["replica2"]["reachable"] is False and replicas["replica"]["reachable"]

@@ -149,3 +149,29 @@ def test_replication_status_command_line_as_the_monitoring_role(cluster: Cluster
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Replication status: OK" in done.stdout
     assert "streaming" in done.stdout and "W108" not in done.stdout
+
+
+def status_as_the_app(cluster: Cluster, **extra: str) -> tuple[int, dict[str, Any]]:
+    """replication_status --json run as the application (testproject's settings from
+    `cluster env`), the way the admin page and /metrics of that app observe replication."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DATABASE_")}
+    env |= cluster.env() | {"DJANGO_SETTINGS_MODULE": "testproject.settings"} | extra
+    done = subprocess.run(
+        [sys.executable, "testproject/manage.py", "replication_status", "--json"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_the_app_monitors_replication_as_the_monitoring_role(cluster: Cluster) -> None:
+    """The application's role has no pg_monitor: through MONITORING_DATABASES (testproject:
+    DATABASE_MONITOR_USER, as compose sets it) the report sees everything; without it the
+    primary hides the replicas' states from the app (audit W108)."""
+    code, report = status_as_the_app(cluster)
+    assert code == 0, report
+    assert [r["state"] for r in report["replicas"]] == ["streaming", "streaming"]
+    assert not [finding for finding in report["audit"] if finding["code"] == "W108"]
+
+    code, report = status_as_the_app(cluster, DATABASE_MONITOR_USER="")
+    assert [finding for finding in report["audit"] if finding["code"] == "W108"], report

@@ -23,7 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from django_pgreplica.consistency import scope
-from django_pgreplica.testing.cluster import Cluster, free_base_port
+from django_pgreplica.testing.cluster import MONITOR_USER, Cluster, free_base_port
 from testproject.shop.models import Product
 from tests.integration.contrib.test_celery import redis_url  # noqa: F401 - fixture
 from tests.integration.servers import HttpClient, Server, start_server, stop
@@ -67,6 +67,9 @@ def server(
         tmp_path_factory.mktemp("gunicorn") / "gunicorn.log",
         DATABASE_SSLMODE=tls["sslmode"],
         DATABASE_SSLROOTCERT=tls["sslrootcert"],
+        # /metrics reads replication state as the monitoring role, as compose has it
+        DATABASE_MONITOR_USER=MONITOR_USER,
+        DATABASE_MONITOR_PASSWORD=cluster.secure_files.passwords()[MONITOR_USER],
         PGREPLICA_CACHE_URL=redis_url,
         PGREPLICA_CACHE_PREFIX=f"pgreplica-secure-test-{os.getpid()}-{time.monotonic_ns()}",
         PROMETHEUS_METRICS_EXPORT_PORT_RANGE=f"{metrics_ports.start}-{metrics_ports.stop - 1}",

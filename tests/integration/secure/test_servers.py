@@ -140,7 +140,7 @@ def test_roles_have_least_privilege(cluster: Cluster) -> None:
         )
     }
     #        super  repl   createdb createrole bypassrls scram  member of
-    assert roles[APP_USER] == [False, False, False, False, False, True, ["pg_monitor"]]
+    assert roles[APP_USER] == [False, False, False, False, False, True, []]
     assert roles[REPLICATION_USER] == [False, True, False, False, False, True, []]
     assert roles[MONITOR_USER] == [False, False, False, False, False, True, ["pg_monitor"]]
     assert roles[SUPERUSER][5] is True  # even the superuser's password is a SCRAM verifier
