@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -37,9 +38,10 @@ SETTINGS = {
 }
 
 
-@pytest.fixture
-def pooled(pgreplica_cluster: Any) -> Iterator[float]:
-    """The replica alias on a pool of its own; yields its connect_timeout."""
+@contextmanager
+def replica_pool(pool: Any) -> Iterator[dict[str, Any]]:
+    """The replica alias on a pool of its own (``pool``: its OPTIONS value), with a product
+    "Lamp" replayed; yields the alias's OPTIONS as the router bounded them."""
     try:
         import psycopg_pool  # noqa: F401
     except ImportError:
@@ -50,15 +52,24 @@ def pooled(pgreplica_cluster: Any) -> Iterator[float]:
     conn = connections["replica"]
     conn.close()
     options = conn.settings_dict["OPTIONS"]
-    conn.settings_dict["OPTIONS"] = {**options, "pool": True}
+    conn.settings_dict["OPTIONS"] = {**options, "pool": pool}
     with pgreplica_settings(REPLICAS=["replica"]):
         assert bound_configured_pools() == ["replica"]
     try:
-        yield float(options["connect_timeout"])
+        yield conn.settings_dict["OPTIONS"]
     finally:
         conn.close()
         conn.close_pool()
         conn.settings_dict["OPTIONS"] = options
+
+
+@pytest.fixture
+def pooled(pgreplica_cluster: Any) -> Iterator[float]:
+    """The replica alias on a pool of its own; yields its connect_timeout."""
+    try:
+        with replica_pool(True) as options:
+            yield float(options["connect_timeout"])
+    finally:
         if not pgreplica_cluster.is_running("replica1"):
             pgreplica_cluster.start("replica1")
 
@@ -214,21 +225,8 @@ def test_pools_on_both_aliases_route_and_probes_open_no_pool_or_connection_of_th
 @pytest.fixture
 def one_connection_pool(pgreplica_cluster: Any) -> Iterator[float]:
     """The replica alias on a pool of one connection; yields the pool's (bounded) timeout."""
-    with scope():
-        Product.objects.create(name="Lamp", slug="lamp", price=10)
-    wait_for_replay()
-    conn = connections["replica"]
-    conn.close()
-    options = conn.settings_dict["OPTIONS"]
-    conn.settings_dict["OPTIONS"] = {**options, "pool": {"min_size": 1, "max_size": 1}}
-    with pgreplica_settings(REPLICAS=["replica"]):
-        bound_configured_pools()
-    try:
-        yield float(conn.settings_dict["OPTIONS"]["pool"]["timeout"])
-    finally:
-        conn.close()
-        conn.close_pool()
-        conn.settings_dict["OPTIONS"] = options
+    with replica_pool({"min_size": 1, "max_size": 1}) as options:
+        yield float(options["pool"]["timeout"])
 
 
 def test_a_busy_pool_is_waited_for_and_its_replica_keeps_serving(
