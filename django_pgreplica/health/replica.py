@@ -69,8 +69,9 @@ class ReplicaHealth:
         # another timeline: a failure forgets them, and every probe sets its server's.
         self.positions: dict[str, ServerPosition] = {}
         self.servers = server_count(alias)
-        # Members of a multi-host alias a probe found promoted: kept connections there are
-        # asked, and closed when on a primary (see :mod:`.promoted`).
+        # Members of a multi-host alias found promoted (by a probe, the server's own report
+        # or the primary alias): kept connections there are asked, and closed when on a
+        # primary (see :mod:`.promoted`).
         self.promoted: set[str] = set()
         self._probe_lock = threading.Lock()
         self._reported: str | None = None
