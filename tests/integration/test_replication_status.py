@@ -245,19 +245,24 @@ def test_an_unexpected_error_is_unknown_not_warning(monkeypatch: pytest.MonkeyPa
 
 def test_lag_after_an_idle_spell_is_how_long_replay_stopped_not_the_quiet_before() -> None:
     # now() - last replayed commit counts the quiet before the pause too; the primary's
-    # replay_lag (extrapolated while replay is stuck) does not.
-    wait_for_replay()
-    write_rows(1, prefix="before quiet")
-    wait_for_replay()
-    time.sleep(8)  # nothing commits
-    with replay_paused("replica"):
-        write_rows(1, prefix="after quiet")
-        time.sleep(2)
-        code, text = run("--json", "--database", "replica")
-        (item,) = json.loads(text)["replicas"]
-        own = fetch_one("replica", PROBE_SQL)[3]
-    wait_for_replay()
-    assert own > 6.0, own  # the replica's own figure: quiet spell included
+    # replay_lag (extrapolated while replay is stuck) does not. A commit of the server's
+    # own (autovacuum's ANALYZE of the rows just written) can break the quiet spell: then
+    # the scene is played again, since the replica's own figure no longer includes it.
+    for _ in range(3):
+        wait_for_replay()
+        write_rows(1, prefix="before quiet")
+        wait_for_replay()
+        time.sleep(8)  # nothing commits
+        with replay_paused("replica"):
+            write_rows(1, prefix="after quiet")
+            time.sleep(2)
+            code, text = run("--json", "--database", "replica")
+            (item,) = json.loads(text)["replicas"]
+            own = fetch_one("replica", PROBE_SQL)[3]
+        wait_for_replay()
+        if own > 6.0:  # the replica's own figure: quiet spell included
+            break
+    assert own > 6.0, f"something committed during every quiet spell: {own}"
     assert 1.5 < item["lag_seconds"] < 5.0, item
     assert code == 1 and item["status"] == "WARNING", text  # paused, not lagging
 
