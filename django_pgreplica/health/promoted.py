@@ -62,8 +62,9 @@ def _in_recovery(raw: Any) -> bool:
 
 def leave_promoted(health: ReplicaHealth) -> None:
     """Make sure the thread's connection to ``health``'s alias is not on a member found
-    promoted (one query per kept connection on such a member, none otherwise). Raises
-    what reconnecting raises."""
+    promoted (at most one query per kept connection on such a member, none when the
+    server already reported it left recovery, none otherwise). Raises what reconnecting
+    raises."""
     alias = health.alias
     conn = connections[alias]
     for _ in range(MAX_DROPS):
@@ -73,12 +74,15 @@ def leave_promoted(health: ReplicaHealth) -> None:
         server = server_key(alias, raw)
         if server not in health.promoted:
             return
-        try:
-            if _in_recovery(raw):
-                health.promoted.discard(server)  # a standby again (or libpq just checked)
-                return
-        except Exception as exc:  # a broken connection is replaced all the same
-            logger.debug("replica %s: asking %s: %s", alias, server, exc)
+        # The server's own report after the last query (a probe's, a health check's)
+        # settles it without asking; otherwise ask.
+        if not reports_primary(raw):
+            try:
+                if _in_recovery(raw):
+                    health.promoted.discard(server)  # a standby again (or libpq just checked)
+                    return
+            except Exception as exc:  # a broken connection is replaced all the same
+                logger.debug("replica %s: asking %s: %s", alias, server, exc)
         logger.info(
             "replica %s: closing a kept connection on %s, which is not a standby now",
             alias,
