@@ -726,7 +726,7 @@ def _sigterm(signum: int, frame: Any) -> None:
 
 
 @contextlib.contextmanager
-def _terminate_cleanly() -> Iterator[None]:
+def terminate_cleanly() -> Iterator[None]:
     """SIGTERM and SIGINT unwind like Ctrl-C (SIGINT too: a shell starts background jobs
     with it ignored, and Python then leaves it so)."""
     previous = {sig: signal.signal(sig, _sigterm) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -821,7 +821,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("pgbouncer not found: apt-get install -y pgbouncer", file=sys.stderr)
         return 2
     try:
-        with _terminate_cleanly():
+        with terminate_cleanly():
             report = run(opts)
     except KeyboardInterrupt:
         log("interrupted: everything started was stopped")

@@ -62,11 +62,11 @@ if str(ROOT) not in sys.path:
 from benchmarks.loadclient import Sample, ShopClient  # noqa: E402
 from benchmarks.loadtest import (  # noqa: E402
     Managed,
-    _terminate_cleanly,
     free_port,
     log,
     machine,
     spawn,
+    terminate_cleanly,
     wait_port,
 )
 from django_pgreplica.testing.cluster import ClusterError, PatroniCluster  # noqa: E402
@@ -823,7 +823,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
     try:
-        with _terminate_cleanly():
+        with terminate_cleanly():
             run(opts)
     except KeyboardInterrupt:
         log("interrupted: everything started was stopped")

@@ -211,6 +211,9 @@ def run_once(
             proc.wait()
     entries = [m for m in map(ACCESS_RE.match, access.read_text().splitlines()) if m]
     during = entries[lines_before:]  # the client's requests from the hang on
+    # the client's requests before it (a header: not the warm-up's), in ms: what waiting
+    # for each other's connection attempts costs while the replica is fine
+    healthy = sorted(int(m.group(2)) / 1000 for m in entries[:lines_before] if m.group(5) != "-")
     slow = [m for m in during if int(m.group(2)) > 1_000_000]
     per_worker: dict[str, int] = {}
     for m in during:
@@ -231,12 +234,19 @@ def run_once(
         # when each slow request was sent, in seconds after SIGSTOP
         "slow_sent_after_stop_s": sorted(round(_sent(m) - stopped, 2) for m in slow),
         "failed": sum(status != 200 for _, status, _ in answers),
+        "healthy_ms_p50_p99": [_percentile(healthy, 50), _percentile(healthy, 99)],
         "back_after_s": round(min(back), 2) if back else None,
         "hang_s": round(resumed - stopped, 2),
         "circuit_opened_logs": log.count("circuit opened"),
         "ramping_logs": log.count("its share ramping up"),
         "load_average": os.getloadavg()[0],
     }
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(len(values) * pct / 100))], 2)
 
 
 def _sent(match: re.Match[str]) -> float:
@@ -256,7 +266,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
     lines = [
         "workers | reads/s per worker | CACHE | runs | requests during hang (median) | "
         "waited connect_timeout (each run) | workers that waited (each run) | failed | "
-        "back after s (median) | circuit-opened logs (each run)"
+        "back after s (median) | circuit-opened logs (each run) | "
+        "healthy p50/p99 ms (each run)"
     ]
     keys = sorted(
         {(r["workers"], r["rate_per_worker"], r["cache"]) for r in results},
@@ -273,7 +284,8 @@ def format_table(results: list[dict[str, Any]]) -> str:
             f"{', '.join(str(r['workers_that_waited']) for r in rows)} | "
             f"{sum(r['failed'] for r in rows)} | "
             f"{statistics.median(backs) if backs else float('nan'):.2f} | "
-            f"{', '.join(str(r['circuit_opened_logs']) for r in rows)}"
+            f"{', '.join(str(r['circuit_opened_logs']) for r in rows)} | "
+            f"{', '.join('/'.join(map(str, r.get('healthy_ms_p50_p99', []))) for r in rows)}"
         )
     return "\n".join(lines) + "\n"
 
@@ -290,6 +302,8 @@ def main() -> None:
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "shared_health"))
     args = parser.parse_args()
+    if not 1024 <= args.port <= 65535 - 300:  # the cluster's ports, then gunicorn's from +100
+        parser.error(f"--port must be between 1024 and {65535 - 300}")
 
     from benchmarks.demo_setup import demo_on_cluster
 

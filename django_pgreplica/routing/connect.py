@@ -19,7 +19,7 @@ from ..health.probe import server_key
 from ..health.prober import watch
 from ..health.promoted import leave_promoted, reports_primary
 from . import stats
-from .pool import busy_wait, discard_pool, pool_refused
+from .pool import bounded_by_router, busy_wait, discard_pool, pool_refused
 
 logger = logging.getLogger("django_pgreplica.router")
 
@@ -94,7 +94,7 @@ def _wait_for_pool(health: ReplicaHealth) -> bool:
     while health.last is before and time.monotonic() < deadline:
         time.sleep(0.01)  # a refused connection is known within ms
     options = connections[health.alias].settings_dict.get("OPTIONS") or {}
-    deadline = time.monotonic() + busy_wait(options)
+    deadline = time.monotonic() + busy_wait(options, bounded_by_router(health.alias))
     while not health.suspect and time.monotonic() < deadline:
         try:
             _open_replica(health)

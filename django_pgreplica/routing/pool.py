@@ -32,6 +32,9 @@ LIBPQ_MIN_CONNECT_TIMEOUT = 2
 # psycopg_pool's getconn() timeout when the pool sets none.
 PSYCOPG_POOL_TIMEOUT = 30.0
 
+# The aliases bound_configured_pools gave a timeout (written at app ready, then read).
+_bounded: set[str] = set()
+
 
 def connect_timeout(options: Mapping[str, Any]) -> int | None:
     """How long libpq waits per connection attempt with these OPTIONS, in seconds; None
@@ -72,17 +75,19 @@ def bounded_pool(options: Mapping[str, Any]) -> dict[str, Any] | None:
     return {**pool, **added} if added else None
 
 
-def busy_wait(options: Mapping[str, Any]) -> float:
+def busy_wait(options: Mapping[str, Any], bounded_by_router: bool) -> float:
     """How much longer a read may wait for a connection after getconn() timed out on a
     server that answers (every connection in use): up to what psycopg_pool would have
     waited without the router's bound; nothing more when the project chose the timeout."""
     pool = pool_options(options)
-    if pool is None:
+    if pool is None or not bounded_by_router:
         return 0.0
-    bound = bounded_timeout(options)
-    if float(pool.get("timeout", bound)) != bound:
-        return 0.0
-    return max(0.0, PSYCOPG_POOL_TIMEOUT - bound)
+    return max(0.0, PSYCOPG_POOL_TIMEOUT - float(pool.get("timeout", PSYCOPG_POOL_TIMEOUT)))
+
+
+def bounded_by_router(alias: str) -> bool:
+    """Did :func:`bound_configured_pools` give ``alias``'s pool its timeout?"""
+    return alias in _bounded
 
 
 def pool_refused(error: BaseException) -> bool:
@@ -125,6 +130,7 @@ def bound_configured_pools() -> list[str]:
     from ..conf import get_settings
 
     changed = bound_replica_pools(connections.settings, get_settings().replicas)
+    _bounded.update(changed)
     for alias in changed:
         logger.debug(
             "replica %s: pool timeout %ss (its connect_timeout)",

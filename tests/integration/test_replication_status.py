@@ -184,7 +184,13 @@ def test_watch_repeats_until_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    "args", [["--watch", "0"], ["--critical-bytes", "lots"], ["--warning-seconds", "-1"]]
+    "args",
+    [
+        ["--watch", "0"],
+        ["--watch", "99999999999999999999"],
+        ["--critical-bytes", "lots"],
+        ["--warning-seconds", "-1"],
+    ],
 )
 def test_bad_arguments_are_unknown_not_critical(args: list[str]) -> None:
     with pytest.raises(CommandError) as raised:

@@ -41,10 +41,15 @@ def _argument(parse: Callable[[str], float]) -> Callable[[str], float]:
     return convert
 
 
+WATCH_LONGEST = 86400.0
+
+
 def _interval(text: str) -> float:
     value = parse_seconds(text)
     if value <= 0:
         raise ValueError("the --watch interval must be more than 0 seconds")
+    if value > WATCH_LONGEST:  # a typo's huge number would overflow the clock, not wait
+        raise ValueError("the --watch interval must be at most 1 day (86400 seconds)")
     return value
 
 

@@ -35,12 +35,10 @@ def test_an_attempt_in_flight_too_long_is_taken_for_a_hang(
     attempts.begin(s, LONGEST)  # a worker starts connecting, and hangs
     started = clock.now
     process(102)
-    clock.advance(attempts.QUICK / 2)
-    assert attempts.refusal(s, RECENT, LONGEST) is None  # just begun: connect as well
-    clock.advance(attempts.QUICK)
-    reason = attempts.refusal(s, RECENT, LONGEST)  # watched: it does not end ...
+    clock.advance(0.001)  # just begun: waited for all the same, and it does not end ...
+    reason = attempts.refusal(s, RECENT, LONGEST)
     assert reason is not None and "waited 0.3s" in reason
-    assert clock.now - started == pytest.approx(attempts.STUCK_AFTER, abs=attempts.POLL)
+    assert clock.now - started == pytest.approx(attempts.STUCK_AFTER, abs=2 * attempts.POLL)
     process(103)
     attempts.begin(s, LONGEST)  # a third worker tried anyway: the oldest attempt counts
     clock.advance(1.0)
@@ -48,6 +46,25 @@ def test_an_attempt_in_flight_too_long_is_taken_for_a_hang(
     process(101)
     attempts.end(s, failed=False)  # it answered after all
     assert attempts.refusal(s, RECENT, LONGEST) is None
+
+
+def test_a_newcomer_connects_as_soon_as_the_attempt_in_flight_gets_in(
+    clock: FakeClock, process: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = server()
+    process(101)
+    attempts.begin(s, LONGEST)
+    started = clock.now
+
+    def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+        if clock.now - started >= 0.003:  # a live server answers the first attempt
+            attempts.end(s, failed=False)
+
+    monkeypatch.setattr(attempts.clock, "sleep", sleep)
+    process(102)
+    assert attempts.refusal(s, RECENT, LONGEST) is None
+    assert clock.now - started == pytest.approx(0.003, abs=2 * attempts.POLL)
 
 
 def test_a_failure_is_shared_for_a_while_and_ends_when_the_replica_answers(

@@ -53,9 +53,10 @@ def test_an_explicit_pool_timeout_is_kept() -> None:
 def test_a_busy_pool_is_waited_for_up_to_psycopg_pools_own_timeout() -> None:
     # the router's bound (2 s) was waited; psycopg_pool alone would have waited 30 s
     bounded = {"connect_timeout": 2, "pool": bounded_pool({"connect_timeout": 2, "pool": True})}
-    assert busy_wait(bounded) == 28.0
-    assert busy_wait({"connect_timeout": 2, "pool": {"timeout": 7}}) == 0.0  # the project's
-    assert busy_wait({"connect_timeout": 2}) == 0.0  # not pooled
+    assert busy_wait(bounded, bounded_by_router=True) == 28.0
+    # the project's, even one equal to the router's bound
+    assert busy_wait(bounded, bounded_by_router=False) == 0.0
+    assert busy_wait({"connect_timeout": 2}, bounded_by_router=True) == 0.0  # not pooled
 
 
 def test_pool_refusals_are_told_from_server_errors() -> None:
