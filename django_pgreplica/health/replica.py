@@ -73,6 +73,9 @@ class ReplicaHealth:
         # or the primary alias): kept connections there are asked, and closed when on a
         # primary (see :mod:`.promoted`).
         self.promoted: set[str] = set()
+        # False once a probe found a standby where the server's in_hot_standby report said
+        # primary (a pooler replaying a stale report): the report is not looked at again.
+        self.trusts_reports = True
         self._probe_lock = threading.Lock()
         self._reported: str | None = None
         self._ok_until = 0.0  # usable without further checks until this monotonic time

@@ -41,17 +41,44 @@ def _open(alias: str) -> None:
     conn.ensure_connection()
 
 
+class PromotedReplica(Exception):
+    """The one server of a replica alias said, when it connected or after its last query,
+    that it is out of recovery: it was promoted since its last probe."""
+
+
 def _open_replica(health: ReplicaHealth) -> None:
     _open(health.alias)
+    raw = connections[health.alias].connection
     if health.servers > 1:
-        raw = connections[health.alias].connection
         server = None if raw is None else server_key(health.alias, raw)
         # A kept connection on a member promoted under it: the server said so after its
         # last query, or this process's primary connection reached that member.
         if server is not None and (reports_primary(raw) or server == primary_health().server):
             health.promoted.add(server)
+    elif raw is not None and health.trusts_reports and reports_primary(raw):
+        # PostgreSQL 14+ reports in_hot_standby at connection start: a replica promoted
+        # since its last probe is known before a read lands on it, at no cost.
+        raise PromotedReplica(health.alias)
     if health.promoted:  # a member was promoted: is this kept connection on it?
         leave_promoted(health)
+
+
+def _promoted(health: ReplicaHealth) -> bool:
+    """The alias's server says it is a primary now: a probe on this connection checks and
+    records it (the alias then gets no reads, in this process and, with CACHE, the
+    fleet). Not a failure: the server answers. False when the probe found a standby."""
+    if not health.probe():  # another thread is probing it: skip it for this read
+        return True
+    last = health.last
+    if last is not None and last.ok and last.in_recovery:
+        health.trusts_reports = False
+        logger.warning(
+            "replica %s: reported in_hot_standby=off but is in recovery (a pooler's stale "
+            "report?); that report is ignored from now on",
+            health.alias,
+        )
+        return False
+    return True
 
 
 def connectable(alias: str, state: RoutingState) -> bool:
@@ -63,6 +90,11 @@ def connectable(alias: str, state: RoutingState) -> bool:
         # Asked from the event loop (aiterator()): the query connects later in a worker
         # thread. Nothing is known about the replica, so nothing is recorded.
         return True
+    except PromotedReplica:
+        if not _promoted(health):
+            return True
+        state.failed.add(alias)  # this request reads elsewhere
+        return False
     except Exception as exc:
         if not pool_refused(exc):
             _record_failure(health, exc)
@@ -101,6 +133,8 @@ def _wait_for_pool(health: ReplicaHealth) -> bool:
             return True
         except SynchronousOnlyOperation:
             return True
+        except PromotedReplica:
+            return not _promoted(health)
         except Exception as exc:
             if not pool_refused(exc):
                 _record_failure(health, exc)

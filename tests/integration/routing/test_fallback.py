@@ -22,7 +22,7 @@ from django_pgreplica.consistency import scope
 from django_pgreplica.health import circuit_state, get_health
 from django_pgreplica.health.breaker import CircuitState
 from django_pgreplica.routers import ReplicaRouter
-from django_pgreplica.routing import stats
+from django_pgreplica.routing import connect, stats
 from django_pgreplica.testing.plugin import wait_for_replay
 from testproject.shop.models import Product
 from tests.integration.routing.reads import timed_read
@@ -149,6 +149,39 @@ def test_promoted_replica_gets_no_reads(
         reason = get_health("replica2").reason()
         assert reason is not None and reason.startswith("promoted")
     assert any(r.levelname == "ERROR" and "replica2" in r.getMessage() for r in caplog.records)
+
+
+def test_a_replica_promoted_since_its_last_probe_is_left_when_it_connects(
+    cluster: Any, product: Product
+) -> None:
+    """PostgreSQL 14+ reports in_hot_standby when a connection starts: a replica promoted
+    after its last probe, with the next one a minute away, gets no read all the same."""
+    with pgreplica_settings(HEALTH_CHECK_INTERVAL=60):
+        assert {read_once() for _ in range(20)} == {"replica", "replica2"}  # both probed
+        cluster.promote("replica2")
+        connections["replica2"].close()  # a new request connects anew (CONN_MAX_AGE=0)
+        served = {read_once() for _ in range(30)}
+        reason = get_health("replica2").reason()
+    assert served == {"replica"}
+    assert reason is not None and reason.startswith("promoted")
+
+
+def test_a_standby_that_reports_primary_costs_one_probe(
+    cluster: Any,
+    product: Product,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A pooler may replay a stale in_hot_standby=off to its clients: the probe it causes
+    finds a standby, and the report is not looked at again."""
+    monkeypatch.setattr(connect, "reports_primary", lambda raw: True)
+    with pgreplica_settings(HEALTH_CHECK_INTERVAL=60):
+        served = {read_once() for _ in range(20)}
+        trusted = [get_health(alias).trusts_reports for alias in ("replica", "replica2")]
+    assert served == {"replica", "replica2"}
+    ignored = [r for r in caplog.records if "ignored from now on" in r.getMessage()]
+    assert len(ignored) == 2  # once per replica
+    assert trusted == [False, False]
 
 
 def test_primary_down_reads_keep_working_from_replicas(cluster: Any, product: Product) -> None:
