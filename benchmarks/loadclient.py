@@ -68,6 +68,7 @@ class Sample:
     token_age: float | None = None  # age of the token sent along; None: no token
     server_port: int | None = None  # whoami: the port of the server that answered
     in_recovery: bool | None = None  # whoami: that server's pg_is_in_recovery()
+    sent_wall: float | None = None  # wall time sent, also in its X-Sent header (access logs)
 
     @property
     def live_token(self) -> bool:
@@ -164,7 +165,8 @@ class ShopClient(threading.Thread):
         if body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        started = time.monotonic()
+        started, sent_wall = time.monotonic(), time.time()
+        headers["X-Sent"] = f"{sent_wall:.6f}"
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
             conn.request(method, path, body=payload, headers=headers)
@@ -176,7 +178,11 @@ class ShopClient(threading.Thread):
         except (OSError, http.client.HTTPException) as exc:
             latency = time.monotonic() - started
             failure = f"{type(exc).__name__}: {exc}"
-            return Sample(started, kind, None, latency, error=failure, token_age=token_age), None
+            broken = Sample(
+                started, kind, None, latency, error=failure, token_age=token_age,
+                sent_wall=sent_wall,
+            )  # fmt: skip
+            return broken, None
         finally:
             conn.close()
         data: dict[str, Any] | None = None
@@ -193,7 +199,7 @@ class ShopClient(threading.Thread):
         sample = Sample(
             started, kind, status, latency, database, error, order_id, token_age,
             port if isinstance(port, int) else None,
-            recovering if isinstance(recovering, bool) else None,
+            recovering if isinstance(recovering, bool) else None, sent_wall,
         )  # fmt: skip
         return sample, data
 

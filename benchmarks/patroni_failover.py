@@ -393,6 +393,12 @@ def manage(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+# gunicorn's access log: pid, µs in the worker (from when a thread took the request, so
+# not its wait in the worker's queue), status, path, the client's X-Sent header
+ACCESS_FORMAT = "%(p)s %(D)s %(s)s %(U)s %({x-sent}i)s"
+ACCESS_RE = re.compile(r"^<(\d+)> (\d+) (\d+) (\S+) (\S+)")
+
+
 def start_gunicorn(opts: Options, env: dict[str, str], logfile: Path) -> tuple[Managed, int]:
     port = free_port(opts.port + 40)
     cmd = [
@@ -404,6 +410,8 @@ def start_gunicorn(opts: Options, env: dict[str, str], logfile: Path) -> tuple[M
         "--backlog", "2048",
         "--timeout", "60",
         "--graceful-timeout", "5",
+        "--access-logfile", str(logfile.with_name("access.log")),
+        "--access-logformat", ACCESS_FORMAT,
         "--capture-output",
     ]  # fmt: skip
     server = spawn("gunicorn", cmd, logfile, env)
@@ -425,6 +433,17 @@ def start_gunicorn(opts: Options, env: dict[str, str], logfile: Path) -> tuple[M
         server.stop()
         raise
     return server, port
+
+
+def worker_times(access: Path) -> dict[str, tuple[int, float]]:
+    """X-Sent -> (worker pid, seconds in a worker thread), from gunicorn's access log."""
+    if not access.exists():
+        return {}
+    found = {}
+    for match in map(ACCESS_RE.match, access.read_text(errors="replace").splitlines()):
+        if match:
+            found[match.group(5)] = (int(match.group(1)), round(int(match.group(2)) / 1e6, 3))
+    return found
 
 
 def write_outage(completions: Sequence[float], t0: float, end: float) -> tuple[float, float]:
@@ -553,6 +572,7 @@ def run_one(
     whoami = [s for s in tokenless if s.kind == "whoami"]
     own_reads = [s for s in samples if GROUP[s.kind] == OWN_READ and s.status == 200]
     server_log = read_log(logdir / "gunicorn.log")
+    in_worker = worker_times(logdir / "access.log")
 
     def rel(at: float | None) -> float | None:
         return None if at is None else round(at - t0, 2)
@@ -602,6 +622,9 @@ def run_one(
                 "seconds": round(s.latency, 2),
                 "alias": s.database,
                 "server_port": s.server_port,
+                # (pid, seconds in a worker thread): much less than "seconds" means it
+                # waited for a thread of that worker
+                "in_worker": in_worker.get(f"{s.sent_wall:.6f}"),
             }
             for s in sorted(samples, key=lambda s: s.at)
             if not failed(s) and s.latency > SLOW

@@ -298,7 +298,7 @@ def main() -> None:
     parser.add_argument("--hang", type=float, default=8.0)
     parser.add_argument("--warm", type=float, default=4.0)
     parser.add_argument("--after", type=float, default=6.0)
-    parser.add_argument("--port", type=int, default=65462)
+    parser.add_argument("--port", type=int, default=63462)
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "shared_health"))
     args = parser.parse_args()

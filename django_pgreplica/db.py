@@ -110,3 +110,19 @@ def one_line(error: BaseException | str) -> str:
     """The first line of an error, for logs and reports."""
     text = str(error).strip() or type(error).__name__
     return text.splitlines()[0].strip()
+
+
+def pool_refused(error: BaseException) -> bool:
+    """Is ``error`` (or what it wraps) a pool's refusal to hand out a connection: its
+    getconn() timed out, or it was closed while this thread waited? Neither says
+    whether the server answers."""
+    try:
+        from psycopg_pool import PoolClosed, PoolTimeout
+    except ImportError:  # no pool without psycopg_pool
+        return False
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, PoolTimeout | PoolClosed):
+            return True
+        seen = seen.__cause__
+    return False

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_pgreplica.health")
 
+# How long a thread whose pool handed out no connection waits for a probe of its own
+# connection to say why: a live or refusing server answers within milliseconds.
+PROBE_GRACE = 0.2
+
 # id(health) -> (pid, thread): a health replaced after a settings change gets its own thread
 # while the old one winds down.
 _threads: dict[int, tuple[int, threading.Thread]] = {}
@@ -53,6 +57,18 @@ def watch(health: ReplicaHealth, *, at_once: bool = False) -> None:
         )
         _threads[key] = (pid, thread)
         thread.start()
+
+
+def check_now(health: ReplicaHealth, grace: float = PROBE_GRACE) -> bool | None:
+    """Probe ``health`` in the background now and wait up to ``grace`` for the result:
+    True it answered, False it failed (recorded), None no result yet (a hung server)."""
+    before = health.last
+    watch(health, at_once=True)
+    deadline = time.monotonic() + grace
+    while health.last is before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    last = health.last
+    return None if last is before or last is None else last.ok
 
 
 def _probe_until_back(health: ReplicaHealth, at_once: bool) -> None:

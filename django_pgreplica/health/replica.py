@@ -24,7 +24,7 @@ from django.core.signals import setting_changed
 
 from .. import clock
 from ..conf import Settings, get_settings
-from ..db import one_line
+from ..db import one_line, pool_refused
 from ..lsn import Position
 from . import attempts
 from .breaker import CircuitBreaker, CircuitState
@@ -36,7 +36,7 @@ from .probe import (
     server_key,
     wait_for_replay,
 )
-from .prober import watch
+from .prober import check_now, watch
 from .promoted import leave_promoted
 from .shared import sync
 from .verdict import ProbeResult, ServerPosition, probe_reason
@@ -163,7 +163,7 @@ class ReplicaHealth:
         except SynchronousOnlyOperation:
             return 0.0, False  # on the event loop: never block it
         except Exception as exc:
-            self.record_failure(exc)
+            self._record_error(exc)
             return time.monotonic() - started, False
         self._note(found)
         replayed = found.covers(need)
@@ -200,6 +200,18 @@ class ReplicaHealth:
         else:
             logger.info("replica %s: failure %d (%s)", self.alias, self.breaker.failures, message)
         self._on_suspect(self)
+
+    def _record_error(self, exc: BaseException) -> bool:
+        """A query on the thread's connection failed: record the failure (True). When the
+        alias's pool only handed out no connection, that says nothing of the server (all
+        in use, or none can be made): a probe on a connection of its own tells, and only
+        its failure, or no answer within :data:`~.prober.PROBE_GRACE`, counts."""
+        if pool_refused(exc):
+            answered = check_now(self)
+            if answered is not None:
+                return not answered  # a failure is recorded by the probe itself
+        self.record_failure(exc)
+        return True
 
     def record_probe(self, result: ProbeResult, *, shared: bool = True) -> None:
         """A probe the replica answered (whatever it said: lag and promotion are verdicts,
@@ -291,12 +303,13 @@ class ReplicaHealth:
             except SynchronousOnlyOperation:
                 return False  # on the event loop (aiterator()): no I/O here, says nothing
             except Exception as exc:  # any failure to reach the replica counts
-                self.record_failure(exc)
+                error = exc
+            else:
+                self.record_probe(result)
                 return True
-            self.record_probe(result)
-            return True
         finally:
             self._probe_lock.release()
+        return self._record_error(error)  # unlocked: a pool's refusal takes another probe
 
     def _read_position(self) -> ServerPosition | None:
         try:
@@ -304,7 +317,7 @@ class ReplicaHealth:
         except SynchronousOnlyOperation:
             return None
         except Exception as exc:
-            self.record_failure(exc)
+            self._record_error(exc)
             return None
         self._note(found)
         return found

@@ -13,18 +13,15 @@ from django.db import connections
 
 from ..conf import Settings
 from ..consistency import RoutingState
-from ..db import close_quietly, not_waiting
+from ..db import close_quietly, not_waiting, pool_refused
 from ..health import ReplicaHealth, get_health, primary_health
 from ..health.probe import server_key
-from ..health.prober import watch
+from ..health.prober import check_now
 from ..health.promoted import leave_promoted, reports_primary
 from . import stats
-from .pool import bounded_by_router, busy_wait, discard_pool, pool_refused
+from .pool import bounded_by_router, busy_wait, discard_pool
 
 logger = logging.getLogger("django_pgreplica.router")
-
-# How long a read whose pool timed out gives the background probe to answer first.
-PROBE_GRACE = 0.2
 
 
 def _open(alias: str) -> None:
@@ -120,11 +117,7 @@ def _wait_for_pool(health: ReplicaHealth) -> bool:
     tells which, while the read waits for the pool as long as psycopg_pool would by
     default. True once it has a connection; False when the probe found the server
     failed (reads go elsewhere, the pool is replaced) or the wait ran out."""
-    before = health.last
-    watch(health, at_once=True)
-    deadline = time.monotonic() + PROBE_GRACE
-    while health.last is before and time.monotonic() < deadline:
-        time.sleep(0.01)  # a refused connection is known within ms
+    check_now(health)  # its result is recorded on health
     options = connections[health.alias].settings_dict.get("OPTIONS") or {}
     deadline = time.monotonic() + busy_wait(options, bounded_by_router(health.alias))
     while not health.suspect and time.monotonic() < deadline:

@@ -90,22 +90,6 @@ def bounded_by_router(alias: str) -> bool:
     return alias in _bounded
 
 
-def pool_refused(error: BaseException) -> bool:
-    """Is ``error`` (or what it wraps) a pool's refusal to hand out a connection: its
-    getconn() timed out, or it was closed while this thread waited? Neither says
-    whether the server answers."""
-    try:
-        from psycopg_pool import PoolClosed, PoolTimeout
-    except ImportError:  # no pool without psycopg_pool
-        return False
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, PoolTimeout | PoolClosed):
-            return True
-        seen = seen.__cause__
-    return False
-
-
 def bound_replica_pools(databases: Mapping[str, Any], replicas: Iterable[str]) -> list[str]:
     """Give each pooled replica alias without a pool timeout its bounded one; returns the
     aliases changed. OPTIONS and the pool dict are replaced, not edited: a project may

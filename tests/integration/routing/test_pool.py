@@ -229,13 +229,16 @@ def one_connection_pool(pgreplica_cluster: Any) -> Iterator[float]:
         yield float(options["pool"]["timeout"])
 
 
+@pytest.mark.parametrize("probe_due", [False, True], ids=["probed", "probe-due"])
 def test_a_busy_pool_is_waited_for_and_its_replica_keeps_serving(
-    one_connection_pool: float,
+    one_connection_pool: float, probe_due: bool
 ) -> None:
     """Every pooled connection is in use (say, by requests that read, then wait on a slow
     write): getconn() times out although the replica answers. The read waits for a
     connection as psycopg_pool would, instead of counting the replica failed, opening its
-    circuit and sending every read to the primary (which may be the server in trouble)."""
+    circuit and sending every read to the primary (which may be the server in trouble).
+    Also when the replica's health check is due: the check's own getconn() times out too,
+    and that says nothing of the server either."""
     timeout = one_connection_pool
     hold = timeout + 1.5
     holding = threading.Event()
@@ -256,6 +259,8 @@ def test_a_busy_pool_is_waited_for_and_its_replica_keeps_serving(
         holder.start()
         assert holding.wait(10)
         pool = pools["replica"]
+        if probe_due:
+            time.sleep(2 * SETTINGS["HEALTH_CHECK_INTERVAL"])
         alias, took = timed_read()
         holder.join()
         health = get_health("replica")

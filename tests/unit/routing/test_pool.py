@@ -9,6 +9,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from django_pgreplica.checks import check_replica_waits
+from django_pgreplica.db import pool_refused
 from django_pgreplica.health.probe import PROBE_CONNECT_TIMEOUT
 from django_pgreplica.routing.pool import (
     bound_replica_pools,
@@ -16,7 +17,6 @@ from django_pgreplica.routing.pool import (
     bounded_timeout,
     busy_wait,
     connect_timeout,
-    pool_refused,
 )
 
 
