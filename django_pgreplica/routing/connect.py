@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from django.core.exceptions import SynchronousOnlyOperation
 from django.db import connections
@@ -24,18 +25,20 @@ from .pool import bounded_by_router, busy_wait, discard_pool
 logger = logging.getLogger("django_pgreplica.router")
 
 
-def _open(alias: str) -> None:
-    """Connect ``alias`` now unless it is connected. A persistent connection (CONN_MAX_AGE)
-    is taken as it is, unless CONN_HEALTH_CHECKS asks for a check at its first use in this
-    request: that check runs here, for the same reason. Raises what connecting raises."""
-    conn = connections[alias]
+def _open(alias: str) -> Any:
+    """Connect ``alias`` now unless it is connected; returns its raw connection. A
+    persistent connection (CONN_MAX_AGE) is taken as it is, unless CONN_HEALTH_CHECKS asks
+    for a check at its first use in this request: that check runs here, for the same
+    reason. Raises what connecting raises."""
+    conn = connections[alias]  # looked up once: asgiref's Local is the read's costliest step
     pending_check = getattr(conn, "health_check_enabled", False) and not getattr(
         conn, "health_check_done", True
     )
     if conn.connection is not None and not pending_check:
-        return
+        return conn.connection
     conn.close_if_health_check_failed()
     conn.ensure_connection()
+    return conn.connection
 
 
 class PromotedReplica(Exception):
@@ -44,8 +47,7 @@ class PromotedReplica(Exception):
 
 
 def _open_replica(health: ReplicaHealth) -> None:
-    _open(health.alias)
-    raw = connections[health.alias].connection
+    raw = _open(health.alias)
     if health.servers > 1:
         server = None if raw is None else server_key(health.alias, raw)
         # A kept connection on a member promoted under it: the server said so after its
